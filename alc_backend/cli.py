@@ -8,8 +8,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from alc_backend.engine.acquisition import ACQUISITION_METHODS
+from alc_backend.engine.lcm import LCMConfig
 from alc_backend.engine.oracle import ORACLE_MODES
+from alc_backend.engine.plar import PLARConfig
 from alc_backend.engine.superpixels import SUPERPIXEL_ALGORITHMS
+from alc_backend.simulation.correctors import FEATURE_KINDS, AutoCorrectionConfig
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -41,6 +44,16 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--out", type=Path, required=True, help="output folder for results.json and curves.png")
     simulate.set_defaults(handler=run_simulate)
 
+    weights = commands.add_parser(
+        "convert-weights", help="turn offline ImageNet weights into encoder weights (--encoder-weights)"
+    )
+    weights.add_argument("kind", choices=("efficientnet-lite0",), help="which weights")
+    weights.add_argument(
+        "source", type=Path, nargs="?", help="the .pth file (default: from the installed efficientnet-lite0 package)"
+    )
+    weights.add_argument("--out", type=Path, required=True, help="safetensors file to write")
+    weights.set_defaults(handler=run_convert_weights)
+
     demo = commands.add_parser("demo", help="simulate random vs sim on a small synthetic set (CPU, minutes)")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default runs/demo)")
     demo.set_defaults(handler=run_demo)
@@ -70,6 +83,54 @@ def add_simulation_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=0.03, help="initial SGD learning rate (default 0.03)")
     parser.add_argument("--superpixels", choices=SUPERPIXEL_ALGORITHMS, default="slic", help="when DATA has none")
     parser.add_argument("--num-superpixels", type=int, default=40, help="SLIC target per image (default 40)")
+    parser.add_argument("--abc-uniform", choices=("present", "all"), default="present", help="ABC's U: over classes")
+    parser.add_argument("--pixbal-nu", type=float, default=12.0, help="PixBal's nu (default 12; 6 on Cityscapes)")
+    lcm = LCMConfig()
+    parser.add_argument("--lcm-tau", type=float, default=lcm.tau, help=f"LCM confidence threshold J1 ({lcm.tau})")
+    parser.add_argument("--lcm-alpha", type=float, default=lcm.alpha, help=f"LCM tail share J2 ({lcm.alpha})")
+    parser.add_argument(
+        "--lcm-min-precision",
+        type=float,
+        default=lcm.min_precision,
+        help=f"LCM held-out precision per class J4, 0 = off ({lcm.min_precision})",
+    )
+    parser.add_argument(
+        "--lcm-model-agreement",
+        action=argparse.BooleanOptionalAction,
+        default=lcm.require_model_agreement,
+        help="LCM J5: the model's dominant class must agree (default on)",
+    )
+    auto = AutoCorrectionConfig()
+    parser.add_argument(
+        "--lcm-features",
+        choices=FEATURE_KINDS,
+        default=auto.lcm_features,
+        help=f"LCM's superpixel features ({auto.lcm_features})",
+    )
+    plar = PLARConfig()
+    parser.add_argument(
+        "--plar-threshold", type=float, default=plar.threshold, help=f"PLAR error map: f(y; x) below ({plar.threshold})"
+    )
+    parser.add_argument("--plar-shrinkage", type=float, default=plar.shrinkage, help="PLAR covariance shrinkage")
+    parser.add_argument(
+        "--plar-features",
+        choices=FEATURE_KINDS,
+        default=auto.plar_features,
+        help=f"PLAR's pixel features ({auto.plar_features})",
+    )
+    parser.add_argument(
+        "--plar-min-precision",
+        type=float,
+        default=plar.min_precision,
+        help=f"PLAR held-out check of a round's votes, 0 = off ({plar.min_precision})",
+    )
+    parser.add_argument(
+        "--plar-model-agreement",
+        action=argparse.BooleanOptionalAction,
+        default=plar.require_model_agreement,
+        help="PLAR: the model's top class must agree (default on)",
+    )
+    parser.add_argument("--error-decoder", action="store_true", help="OR PLAR's error map with an error-mask decoder")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -111,9 +172,42 @@ def run_simulate(args: argparse.Namespace) -> int:
         lr=args.lr,
         superpixels=args.superpixels,
         num_superpixels=args.num_superpixels,
+        abc_uniform=args.abc_uniform,
+        pixbal_nu=args.pixbal_nu,
+        auto=AutoCorrectionConfig(
+            lcm=LCMConfig(
+                tau=args.lcm_tau,
+                alpha=args.lcm_alpha,
+                min_precision=args.lcm_min_precision,
+                require_model_agreement=args.lcm_model_agreement,
+            ),
+            plar=PLARConfig(
+                threshold=args.plar_threshold,
+                shrinkage=args.plar_shrinkage,
+                require_model_agreement=args.plar_model_agreement,
+                min_precision=args.plar_min_precision,
+            ),
+            lcm_features=args.lcm_features,
+            plar_features=args.plar_features,
+            error_decoder=args.error_decoder,
+        ),
     )
     Simulation(SegmentationDataset.open(args.data), config, args.out, progress=not args.quiet).run()
     print(f"wrote {args.out / 'results.json'} and {args.out / 'curves.png'}")
+    return 0
+
+
+def run_convert_weights(args: argparse.Namespace) -> int:
+    from alc_backend.training.pretrained import (
+        EFFICIENTNET_LITE0_ENCODER,
+        convert_efficientnet_lite0,
+        efficientnet_lite0_source,
+    )
+
+    source = args.source if args.source is not None else efficientnet_lite0_source()
+    count = convert_efficientnet_lite0(source, args.out)
+    print(f"wrote {count} tensors to {args.out}")
+    print(f"use them with --encoder {EFFICIENTNET_LITE0_ENCODER} --encoder-weights {args.out}")
     return 0
 
 

@@ -19,6 +19,7 @@ import math
 import numpy as np
 import pytest
 from cleanlab.segmentation.rank import get_label_quality_scores
+from tiny_image import LABELS, PROBS, SUPERPIXELS
 
 from alc_backend.engine.acquisition import score_superpixels
 from alc_backend.engine.expansion import expand_label, expansion_region
@@ -31,11 +32,6 @@ from alc_backend.engine.metrics import (
 from alc_backend.engine.oracle import answers_would_change, faithful_answer, reference_answer
 from alc_backend.engine.pool import dominant_classes, representative_pixels
 from alc_backend.engine.superpixels import compute_superpixels, relabel_sequential
-
-CLASS0 = np.array([[0.9, 0.6, 0.2], [0.7, 0.55, 0.3]])
-PROBS = np.stack([CLASS0, 1.0 - CLASS0]).astype(np.float32)
-SUPERPIXELS = np.array([[0, 0, 1], [0, 1, 1]])
-LABELS = np.array([[0, 1, 1], [0, 0, 0]], dtype=np.uint8)
 
 
 def score(method: str, **kwargs: object) -> np.ndarray:

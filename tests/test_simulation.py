@@ -13,7 +13,11 @@ from PIL import Image
 
 from alc_backend.cli import main
 from alc_backend.data.dataset import SegmentationDataset, write_label_png, write_superpixel_png
+from alc_backend.engine.corrections import AutoCorrection, undo_corrections
+from alc_backend.engine.lcm import LCMConfig
 from alc_backend.engine.metrics import confusion_matrix, mean_iou
+from alc_backend.engine.plar import PLARConfig
+from alc_backend.simulation.correctors import AutoCorrectionConfig
 from alc_backend.simulation.methods import parse_method
 from alc_backend.simulation.runner import Simulation, SimulationConfig
 
@@ -55,6 +59,7 @@ def write_striped_dataset(root: Path, num_images: int = 6) -> SegmentationDatase
 def test_parse_method_names_acquisition_and_correctors() -> None:
     assert parse_method("sim").acquisition == "sim"
     assert parse_method(" lcil ").correctors == ()
+    assert parse_method("abc+lcm+plar").correctors == ("lcm", "plar")
     with pytest.raises(ValueError, match="method 'foo': unknown acquisition 'foo'; choose from random, entropy"):
         parse_method("foo")
     with pytest.raises(ValueError, match=r"method 'sim\+magic': unknown auto-corrector 'magic'"):
@@ -133,7 +138,9 @@ def test_cli_simulate_writes_results_and_curves(tmp_path: Path) -> None:
     assert results["config"]["seeds"] == [0, 1] and results["config"]["device"] == "cpu"
     assert {run["method"] for run in results["runs"]} == {"lcil", "softmin"}
     keys = {"round", "clicks", "cost_bits", "data_miou", "model_miou", "precision", "recall"}
-    assert keys | {"auto_corrected_pixels", "auto_precision"} == set(results["runs"][0]["rounds"][1])
+    auto_keys = {"auto_corrected_pixels", "auto_corrected_superpixels", "auto_precision", "auto"}
+    assert keys | auto_keys == set(results["runs"][0]["rounds"][1])
+    assert all(results["runs"][0]["rounds"][1][key] is None for key in auto_keys)  # no auto-corrector
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # the example ranks one image's superpixels with the run's last model
@@ -199,3 +206,64 @@ def test_expansion_threshold_runs_through_the_simulation(tmp_path: Path) -> None
     assert last["clicks"] == last_full["clicks"] == 20
     assert last_full["data_miou"] == pytest.approx(100.0)
     assert last["data_miou"] < last_full["data_miou"]  # a near-1 threshold leaves most of each stripe alone
+
+
+def test_auto_correctors_leave_answered_superpixels_alone_and_their_journal_undoes_them(tmp_path: Path) -> None:
+    """LCM and PLAR loosened until they act; one round, so undoing them leaves the human answers."""
+    dataset = write_striped_dataset(tmp_path / "data", num_images=12)
+    loose = AutoCorrectionConfig(
+        lcm=LCMConfig(tau=0.0, alpha=0.0, min_precision=0.0, require_model_agreement=False, epochs=50),
+        plar=PLARConfig(threshold=1.0, min_pixels=1, require_model_agreement=False, min_precision=0.0),
+        plar_features="softmax",
+    )
+    config = SimulationConfig(methods=("abc+lcm+plar",), rounds=1, budget=8, auto=loose, **FAST)
+    results = Simulation(dataset, config, tmp_path / "out", progress=False).run()
+    last = results["runs"][0]["rounds"][-1]
+    assert last["auto_corrected_pixels"] > 0
+    assert set(last["auto"]) == {"lcm", "plar"}
+    assert last["auto_corrected_pixels"] == sum(entry["pixels"] for entry in last["auto"].values())
+
+    work = tmp_path / "out" / "work" / "seed0" / "abc+lcm+plar"
+    journal = [
+        AutoCorrection.from_json(json.loads(line))
+        for line in (work / "auto_corrections.jsonl").read_text().splitlines()
+    ]
+    assert sum(record.pixels for record in journal) == last["auto_corrected_pixels"]
+    right = known = 0
+    for name in dataset.train_names:
+        records = [record for record in journal if record.image == name]
+        final = np.asarray(Image.open(work / "labels" / f"{name}.png"))
+        verified_path = work / "verified" / f"{name}.png"
+        verified = np.asarray(Image.open(verified_path)) > 0 if verified_path.exists() else np.zeros((32, 32), bool)
+        truth = dataset.mask(name)
+        # human answers (a whole stripe each: the truth) over the pseudo-labels, nothing else
+        human_only = np.where(verified, truth, dataset.pseudo(name))
+        np.testing.assert_array_equal(undo_corrections(final, records), human_only)
+        for record in records:
+            pixels = np.concatenate([np.arange(start, start + length) for start, length, _ in record.runs])
+            assert not verified.ravel()[pixels].any()
+            right += int((truth.ravel()[pixels] == record.new_class).sum())
+            known += pixels.size
+    assert last["auto_precision"] == pytest.approx(right / known)
+
+
+@pytest.mark.slow
+def test_cli_runs_class_balanced_acquisitions_and_the_error_mask_decoder(tmp_path: Path) -> None:
+    dataset = write_striped_dataset(tmp_path / "data")
+    out = tmp_path / "out"
+    arguments = ["simulate", str(dataset.root), "--method", "abc", "--method", "pixbal", "--method", "sim+plar"]
+    arguments += ["--rounds", "2", "--budget", "4", "--epochs", "1", "--image-size", "32", "--encoder", "resnet18"]
+    arguments += ["--abc-uniform", "all", "--pixbal-nu", "6", "--error-decoder", "--plar-threshold", "0.9", "--quiet"]
+    arguments += ["--plar-min-precision", "0.5", "--no-lcm-model-agreement"]
+    assert main([*arguments, "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["abc_uniform"] == "all" and results["config"]["pixbal_nu"] == 6.0
+    assert results["config"]["auto"]["error_decoder"] is True
+    assert results["config"]["auto"]["plar"]["min_precision"] == 0.5
+    assert results["config"]["auto"]["lcm"]["require_model_agreement"] is False
+    by_method = {run["method"]: run["rounds"] for run in results["runs"]}
+    assert [entry["clicks"] for entry in by_method["pixbal"]] == [0, 4, 8]
+    plar_round = by_method["sim+plar"][1]
+    assert set(plar_round["auto"]) == {"plar"}
+    held_out = plar_round["auto"]["plar"]
+    assert 0 <= held_out["held_out_right"] <= held_out["held_out_decided"] <= 4  # one vote per answered stripe

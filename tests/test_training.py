@@ -18,7 +18,12 @@ from alc_backend.training import checkpoint as checkpoint_module
 from alc_backend.training.augment import augment
 from alc_backend.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from alc_backend.training.device import pick_device
-from alc_backend.training.inference import iter_probs, predict_probs
+from alc_backend.training.inference import (
+    iter_probs,
+    iter_probs_and_features,
+    predict_probs,
+    predict_probs_and_features,
+)
 from alc_backend.training.model import EncoderWeightsError, ModelConfig, build_model
 from alc_backend.training.schedule import poly_lr
 from alc_backend.training.trainer import TrainConfig, TrainStep, train_model
@@ -293,3 +298,26 @@ def test_encoder_weights_of_another_encoder_are_rejected(tmp_path: Path) -> None
     torch.save(source, path)
     with pytest.raises(EncoderWeightsError, match="do not fit the encoder"):
         build_model(ModelConfig(num_classes=2, encoder_weights_path=str(path)))
+
+
+def test_predict_probs_and_features() -> None:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(num_classes=3))
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    other = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    probs, features = predict_probs_and_features(model, image, 40, CPU)
+    decoder_channels = model.segmentation_head[0].in_channels
+    assert decoder_channels == 256
+    assert probs.shape == (3, 37, 53) and probs.dtype == np.float32
+    assert features.shape == (decoder_channels, 37, 53) and features.dtype == np.float32
+    assert np.isfinite(features).all()
+    np.testing.assert_allclose(probs, predict_probs(model, image, 40, CPU), rtol=0, atol=0)
+    assert model.training  # the mode is restored
+    _, other_features = predict_probs_and_features(model, other, 40, CPU)
+    assert not np.allclose(features, other_features)
+    streamed = list(iter_probs_and_features(model, [("a", image), ("b", image[:20])], 40, CPU))
+    assert [key for key, _, _ in streamed] == ["a", "b"]
+    np.testing.assert_array_equal(streamed[0][1], probs)
+    np.testing.assert_array_equal(streamed[0][2], features)
+    assert streamed[1][1].shape == (3, 20, 53) and streamed[1][2].shape == (decoder_channels, 20, 53)

@@ -14,6 +14,12 @@ model probabilities ``f(x)`` and current labels ``y_x``:
   ``c``; pass data-set-wide counts as ``class_counts``, else this image's are used.
 - ``softmin``: ``1 -`` the softmin (temperature 0.1) of cleanlab's per-pixel label quality
   ``f(y_x; x)`` over ``s``, the peer baseline of Lad & Mueller (2023).
+- ``abc``: adaptively balanced confidence in label (A2LC):
+  ``sum_{x in E} cos(f(x_r), f(x)) w(y_x) (1 - f(y_x; x))``, ``sim`` with a class weight
+  ``w`` from :func:`abc_class_weights`; pass data-set-wide weights as ``class_weights``.
+- ``pixbal``: ``mean_{x in s} (p2/p1)(x) / (1 + nu P(c_1(x)))^2`` (multi-class labelling paper,
+  eq. 4), ``c_1(x)`` the top class at ``x`` and ``P`` the mean softmax over all pixels of the
+  data set (eq. 3); pass it as ``class_prior``.
 
 ``E = {x in s : cos(f(x_r), f(x)) >= eps}`` is the expansion region of eq. 12; with ``eps = 0``
 it is the whole superpixel. A pixel labelled 255 (no label) has ``f(y_x; x) = 0``: nothing
@@ -31,9 +37,13 @@ from alc_backend import IGNORE_INDEX
 from alc_backend.engine.pool import check_probs, class_argmax, representative_indices, unit_columns
 from alc_backend.engine.segments import Segments
 
-AcquisitionMethod = Literal["random", "entropy", "bvsb", "cil", "lcil", "sim", "classbal", "softmin"]
+AcquisitionMethod = Literal["random", "entropy", "bvsb", "cil", "lcil", "sim", "classbal", "softmin", "abc", "pixbal"]
 ACQUISITION_METHODS: tuple[str, ...] = get_args(AcquisitionMethod)
 SOFTMIN_TEMPERATURE = 0.1
+PIXBAL_NU = 12.0
+"""``nu`` of PixBal; the paper uses 12 on PASCAL VOC and 6 on Cityscapes."""
+
+UniformOver = Literal["present", "all"]
 
 
 def score_superpixels(
@@ -46,6 +56,9 @@ def score_superpixels(
     rng: np.random.Generator | None = None,
     representatives: np.ndarray | None = None,
     class_counts: np.ndarray | None = None,
+    class_weights: np.ndarray | None = None,
+    class_prior: np.ndarray | None = None,
+    nu: float = PIXBAL_NU,
 ) -> np.ndarray:
     """Score every superpixel of one image for a correction query.
 
@@ -59,6 +72,11 @@ def score_superpixels(
         representatives: ``(K, 2)`` representative pixels, when already computed.
         class_counts: ``(C,)`` number of superpixels per dominant predicted class over the whole
             data set, for ``classbal``.
+        class_weights: ``(C,)`` ABC weights ``w_c`` (:func:`abc_class_weights` of data-set-wide
+            counts), for ``abc``; this image's own label counts are used when ``None``.
+        class_prior: ``(C,)`` mean softmax over the data set's pixels, for ``pixbal``; this
+            image's own mean when ``None``.
+        nu: PixBal's class-balancing strength, ``>= 0``.
 
     Returns:
         ``(K,)`` float64 scores, higher = more useful to ask.
@@ -79,6 +97,8 @@ def score_superpixels(
     flat = probs.reshape(num_classes, -1)
     if method == "classbal":
         return class_balanced_bvsb(flat, segments, class_counts)
+    if method == "pixbal":
+        return pixel_balanced_bvsb(flat, segments, class_prior, nu)
 
     unit = unit_columns(flat)
     if representatives is None:
@@ -93,6 +113,12 @@ def score_superpixels(
     if method == "bvsb":
         return bvsb_ratio(rep_probs)
     not_confident = 1.0 - label_confidence(probs, labels).ravel()  # (N,)
+    if method == "abc":
+        if class_weights is None:
+            class_weights = abc_class_weights(label_pixel_counts(labels, num_classes))
+        if class_weights.shape != (num_classes,):
+            raise ValueError(f"class_weights must have shape ({num_classes},), got {class_weights.shape}")
+        not_confident = not_confident * pixel_class_weights(labels, class_weights).ravel()
     if method == "cil":
         return not_confident[rep_flat].astype(np.float64)
 
@@ -100,7 +126,7 @@ def score_superpixels(
     in_region = similarity >= eps
     if method == "lcil":
         return segments.sum(not_confident * in_region) / segments.sum(in_region.astype(np.float64))
-    return segments.sum(similarity * not_confident * in_region)  # sim
+    return segments.sum(similarity * not_confident * in_region)  # sim, abc
 
 
 def label_confidence(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -173,3 +199,83 @@ def softmin_label_quality(probs: np.ndarray, labels: np.ndarray, segments: Segme
     quality = np.where(valid, pixel_scores[0], 0.0).ravel()
     weights = np.exp((1.0 - quality) / SOFTMIN_TEMPERATURE)
     return segments.sum(quality * weights) / segments.sum(weights)
+
+
+def label_pixel_counts(labels: np.ndarray, num_classes: int, include: np.ndarray | None = None) -> np.ndarray:
+    """``(C,)`` int64 number of pixels per label in ``(H, W)`` ``labels``; 255 is not counted.
+
+    ``include``, an ``(H, W)`` bool mask, restricts the count to its pixels (ABC counts only the
+    superpixels nobody has answered yet).
+    """
+    values = labels if include is None else labels[include]
+    values = values[values != IGNORE_INDEX].astype(np.int64)
+    if values.size and int(values.max()) >= num_classes:
+        raise ValueError(f"labels hold values >= {num_classes} classes other than {IGNORE_INDEX}")
+    return np.bincount(values, minlength=num_classes)
+
+
+def abc_class_weights(counts: np.ndarray, uniform_over: UniformOver = "present") -> np.ndarray:
+    """ABC's adaptive class weights ``w_c = (min_c' n_c' / n_c) ^ (KL(P || U)^3)`` (A2LC).
+
+    ``n_c`` counts the pixels labelled ``c`` (in superpixels not yet answered); ``P = n / sum n``.
+    ``min`` runs over the classes present (``n_c > 0``): a class with no pixel has no rarity to
+    weigh. ``U`` is uniform over the classes present (as the A2LC reference code does) or over
+    all ``C`` classes. A balanced data set has ``KL = 0`` and every weight 1; the more
+    imbalanced, the more the rarest class outweighs the rest. Absent classes get weight 1: no
+    pixel carries them, so the weight is never used for a label.
+
+    Args:
+        counts: ``(C,)`` non-negative pixel counts per class.
+        uniform_over: ``"present"`` or ``"all"``.
+
+    Returns:
+        ``(C,)`` float64 weights in ``(0, 1]``.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    if counts.ndim != 1 or np.any(counts < 0):
+        raise ValueError(f"counts must be a (C,) array of non-negative counts, got {counts}")
+    if uniform_over not in get_args(UniformOver):
+        raise ValueError(f"uniform_over must be 'present' or 'all', got {uniform_over!r}")
+    present = counts > 0
+    weights = np.ones_like(counts)
+    if not present.any():
+        return weights
+    share = counts[present] / counts.sum()
+    support = int(present.sum()) if uniform_over == "present" else counts.size
+    divergence = float(np.sum(share * np.log(share * support)))
+    weights[present] = (counts[present].min() / counts[present]) ** (divergence**3)
+    return weights
+
+
+def pixel_class_weights(labels: np.ndarray, class_weights: np.ndarray) -> np.ndarray:
+    """``(H, W)`` float64 weight ``w(y_x)`` of each pixel's label; 255 (no label) weighs 1."""
+    num_classes = class_weights.shape[0]
+    valid = labels != IGNORE_INDEX
+    if np.any(labels[valid] >= num_classes):
+        raise ValueError(f"labels hold values >= {num_classes} classes other than {IGNORE_INDEX}")
+    return np.where(valid, class_weights[np.where(valid, labels, 0)], 1.0)
+
+
+def pixel_balanced_bvsb(
+    flat_probs: np.ndarray, segments: Segments, class_prior: np.ndarray | None, nu: float
+) -> np.ndarray:
+    """``pixbal``: mean over each superpixel of ``(p2/p1)(x) / (1 + nu P(c_1(x)))^2`` (see module doc).
+
+    Args:
+        flat_probs: ``(C, N)`` softmax probabilities of the image's pixels.
+        segments: the superpixels, grouped.
+        class_prior: ``(C,)`` mean softmax over the data set; this image's own when ``None``.
+        nu: class-balancing strength, ``>= 0``.
+
+    Returns:
+        ``(K,)`` float64 scores.
+    """
+    num_classes = flat_probs.shape[0]
+    if nu < 0:
+        raise ValueError(f"nu must be >= 0, got {nu}")
+    if class_prior is None:
+        class_prior = flat_probs.mean(axis=1, dtype=np.float64)
+    if class_prior.shape != (num_classes,):
+        raise ValueError(f"class_prior must have shape ({num_classes},), got {class_prior.shape}")
+    balance = (1.0 + nu * class_prior[class_argmax(flat_probs)]) ** -2
+    return segments.mean(bvsb_ratio(flat_probs) * balance)

@@ -82,3 +82,17 @@ class QueryQuality:
         precision = wrong_queried / num_queried if num_queried else None
         recall = wrong_queried / wrong_in_pool if wrong_in_pool else None
         return cls(precision, recall)
+
+
+def wilson_lower_bound(share: np.ndarray, trials: np.ndarray, z: float) -> np.ndarray:
+    """Wilson score lower bound of a proportion: ``share`` observed over ``trials`` (0 where none).
+
+    ``(p + z^2/2n - z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n)`` element-wise, ``p`` the share
+    and ``n`` the trials.
+    """
+    trials = np.asarray(trials, dtype=np.float64)
+    share = np.asarray(share, dtype=np.float64)
+    n = np.maximum(trials, 1.0)
+    spread = z * np.sqrt(share * (1.0 - share) / n + z * z / (4.0 * n * n))
+    bound = (share + z * z / (2.0 * n) - spread) / (1.0 + z * z / n)
+    return np.where(trials > 0, bound, 0.0)

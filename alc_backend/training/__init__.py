@@ -2,5 +2,6 @@
 
 Modules: ``device`` (CPU/CUDA choice), ``model`` (ModelConfig, build_model), ``transforms``
 and ``augment`` (image preparation), ``schedule`` (poly learning rate), ``trainer``
-(train_model), ``inference`` (predict_probs, iter_probs), ``checkpoint`` (save/load).
+(train_model), ``inference`` (probabilities and decoder features), ``checkpoint``
+(save/load), ``error_decoder`` (the error-mask decoder of PLAR).
 """
