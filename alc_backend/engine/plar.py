@@ -28,8 +28,9 @@ Adaptations, and why:
 - A held-out check, as for LCM: every answered superpixel is put to the vote without its own
   answer (:func:`held_out_votes`); the caller applies a round's corrections only when, over
   all images, the share of those votes that named the annotator's class has a one-sided Wilson
-  lower bound of at least ``min_precision``. Without it PLAR's precision fell round after
-  round on our synthetic set (0.77, 0.67, 0.50, 0.42, 0.27).
+  lower bound of at least ``min_precision``. The check is coarse: answered superpixels are whole
+  regions, while PLAR mostly changes boundary and small-object pixels. On a synthetic set the
+  votes were right 93-100 % while PLAR's precision fell round after round (0.78 to 0.31).
 """
 
 from __future__ import annotations
