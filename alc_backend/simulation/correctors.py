@@ -92,15 +92,20 @@ class VerifiedStore:
         path = self.folder / f"{name}.png"
         return read_label_png(path) if path.exists() else np.zeros(shape, dtype=np.uint8)
 
-    def add(self, name: str, before: np.ndarray, region: np.ndarray, answer: int) -> None:
-        """Mark ``region`` verified with ``answer``; ``before`` are the labels before it."""
-        state = self.read(name, before.shape)
-        state[region] = np.where(before[region] == answer, WAS_RIGHT, WAS_WRONG)
+    def write(self, name: str, state: np.ndarray) -> None:
         write_label_png(self.folder / f"{name}.png", state)
 
     def names(self) -> list[str]:
         """Images with at least one verified pixel, sorted."""
         return sorted(path.stem for path in self.folder.glob("*.png")) if self.folder.exists() else []
+
+
+def mark_verified(state: np.ndarray, before: np.ndarray, region: np.ndarray, answer: int) -> None:
+    """Mark ``region`` of a :class:`VerifiedStore` map verified with ``answer``, in place.
+
+    ``before`` are the labels before the answer: each pixel becomes ``WAS_RIGHT`` or ``WAS_WRONG``.
+    """
+    state[region] = np.where(before[region] == answer, WAS_RIGHT, WAS_WRONG)
 
 
 @dataclass

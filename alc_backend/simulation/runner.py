@@ -59,6 +59,7 @@ from alc_backend.simulation.correctors import (
     VerifiedStore,
     error_decoder_input,
     majority_labels,
+    mark_verified,
     pixel_features,
     superpixel_means,
 )
@@ -327,6 +328,7 @@ class Simulation:
         for image_index in np.unique(pool.image_index[chosen]):
             name = self.names[image_index]
             labels = store.read(name)
+            state = verified.read(name, labels.shape)
             truth = self.dataset.mask(name)
             superpixels = self.superpixels(name)
             probs = (
@@ -350,11 +352,13 @@ class Simulation:
                         continue
                     changed = True
                     region = superpixels == superpixel_id
-                verified.add(name, labels, region, answer)
+                mark_verified(state, labels, region, answer)
                 label_before = int(np.bincount(labels[superpixels == superpixel_id]).argmax())
                 labels = expand_label(labels, region, answer)
                 answers.append(_Answer(name, superpixel_id, int(answer), changed, label_before))
             store.write(name, labels)
+            if state.any():
+                verified.write(name, state)
         return answers
 
     def _lcm(self, context: _RoundContext) -> tuple[list[AutoCorrection], CorrectorStats]:
