@@ -26,7 +26,14 @@ from alc_backend.engine.acquisition import (
     pixel_class_weights,
     score_superpixels,
 )
-from alc_backend.engine.corrections import AutoCorrection, changed_runs, record_changes, undo_corrections
+from alc_backend.engine.corrections import (
+    AutoCorrection,
+    apply_corrections,
+    changed_runs,
+    corrected_pixels,
+    record_changes,
+    undo_corrections,
+)
 from alc_backend.engine.lcm import (
     AnsweredSuperpixels,
     LCMConfig,
@@ -626,6 +633,19 @@ def test_undo_two_overlapping_corrections_in_order() -> None:
     assert undo_corrections(third, plar).tolist() == second.tolist()
     # undone in the wrong order, (0, 0) ends at 5 (PLAR's old label) instead of 0
     assert undo_corrections(third, plar + lcm).tolist() == [[5, 0, 1], [1, 2, 2]]
+
+
+def test_apply_replays_overlapping_corrections_and_marks_their_pixels() -> None:
+    first = np.array([[0, 0, 1], [1, 2, 2]], dtype=np.uint8)
+    second = np.array([[5, 5, 1], [1, 2, 2]], dtype=np.uint8)
+    third = np.array([[6, 5, 6], [1, 2, 2]], dtype=np.uint8)
+    confidence = np.ones((2, 3))
+    lcm = record_changes(first, second, SUPERPIXELS, confidence, corrector="lcm", round_index=1, image="a")
+    plar = record_changes(second, third, SUPERPIXELS, confidence, corrector="plar", round_index=1, image="a")
+    assert apply_corrections(first, lcm + plar).tolist() == third.tolist()
+    assert apply_corrections(first, lcm).tolist() == second.tolist()
+    assert first.tolist() == [[0, 0, 1], [1, 2, 2]]  # the input is left alone
+    assert corrected_pixels((2, 3), lcm + plar).tolist() == [[True, True, True], [False, False, False]]
 
 
 def test_auto_correction_json_round_trip() -> None:

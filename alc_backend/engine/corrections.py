@@ -136,6 +136,26 @@ def record_changes(
     return records
 
 
+def apply_corrections(labels: np.ndarray, corrections: Sequence[AutoCorrection]) -> np.ndarray:
+    """A copy of ``(H, W)`` ``labels`` with ``corrections`` (of this image) written, in order."""
+    corrected = labels.copy()
+    flat = corrected.reshape(-1)
+    for correction in corrections:
+        for start, length, _ in correction.runs:
+            flat[start : start + length] = correction.new_class
+    return corrected
+
+
+def corrected_pixels(shape: tuple[int, ...], corrections: Sequence[AutoCorrection]) -> np.ndarray:
+    """``shape`` bool mask of the pixels that ``corrections`` (of one image) change."""
+    mask = np.zeros(shape, dtype=bool)
+    flat = mask.reshape(-1)
+    for correction in corrections:
+        for start, length, _ in correction.runs:
+            flat[start : start + length] = True
+    return mask
+
+
 def undo_corrections(labels: np.ndarray, corrections: Sequence[AutoCorrection]) -> np.ndarray:
     """A copy of ``(H, W)`` ``labels`` with ``corrections`` (of this image) undone, latest first."""
     restored = labels.copy()

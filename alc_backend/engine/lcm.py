@@ -229,32 +229,34 @@ def held_out_precision(
             continue
         classifier = fit_classifier(answered.features[kept], train_answers, num_classes, config, seed + 1 + index)
         predicted, confidence = classify(classifier, answered.features[held_out])
-        decided = _decide(
+        labels = answered.labels[held_out]
+        criteria = _criteria(
             predicted,
             confidence,
-            answered.labels[held_out],
+            labels,
             np.bincount(train_answers, minlength=num_classes),
             answered.model_classes[held_out],
             config,
         )
+        decided = np.logical_and.reduce(criteria) & (labels != predicted)
         np.add.at(support, predicted[decided], 1)
         np.add.at(right, predicted[decided], (predicted == answered.answers[held_out])[decided].astype(np.int64))
     precision = np.divide(right, support, out=np.zeros(num_classes), where=support > 0)
     return support, precision
 
 
-def _decide(
+def _criteria(
     predicted: np.ndarray,
     confidence: np.ndarray,
     labels: np.ndarray,
     answer_counts: np.ndarray,
     model_classes: np.ndarray,
     config: LCMConfig,
-) -> np.ndarray:
-    """``J1 & J2 & J3 & J5 & (predicted != label)`` for ``(M,)`` decisions."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(J1, J2, J3, J5)`` for ``(M,)`` decisions; ``J5`` all ``True`` unless required."""
     j1, j2, j3 = selection_criteria(confidence, predicted, labels, answer_counts, config.tau, config.alpha)
     j5 = model_classes == predicted if config.require_model_agreement else np.ones_like(j1)
-    return j1 & j2 & j3 & j5 & (labels != predicted)
+    return j1, j2, j3, j5
 
 
 @dataclass(frozen=True)
@@ -326,16 +328,12 @@ def propose_corrections(
         )
     classifier = fit_classifier(features, answers, num_classes, config, seed)
     predicted, confidence = classify(classifier, candidate_features)
-    j1, j2, j3 = selection_criteria(confidence, predicted, candidate_labels, answer_counts, config.tau, config.alpha)
+    j1, j2, j3, j5 = _criteria(predicted, confidence, candidate_labels, answer_counts, candidate_model_classes, config)
     if config.min_precision > 0:
         support, precision = held_out_precision(answered, num_classes, config, seed)
         trusted = wilson_lower_bound(precision, support, config.z) >= config.min_precision
         j4 = trusted[predicted]
     else:
         j4 = np.ones(size, dtype=bool)
-    if config.require_model_agreement:
-        j5 = candidate_model_classes == predicted
-    else:
-        j5 = np.ones(size, dtype=bool)
     selected = j1 & j2 & j3 & j4 & j5 & (candidate_labels != predicted)
     return LCMProposal(predicted, confidence, j1, j2, j3, j4, j5, selected)

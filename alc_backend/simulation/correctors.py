@@ -15,7 +15,7 @@ import numpy as np
 from alc_backend import IGNORE_INDEX
 from alc_backend.data.dataset import read_label_png, write_label_png
 from alc_backend.engine.acquisition import label_confidence
-from alc_backend.engine.corrections import AutoCorrection
+from alc_backend.engine.corrections import AutoCorrection, corrected_pixels
 from alc_backend.engine.lcm import LCMConfig
 from alc_backend.engine.plar import PLARConfig
 from alc_backend.engine.segments import Segments
@@ -124,15 +124,12 @@ class CorrectorStats:
 
     def add(self, corrections: list[AutoCorrection], after: np.ndarray, truth: np.ndarray) -> None:
         """Count ``corrections`` of one image, with ``after`` the labels they wrote."""
-        changed = np.zeros(truth.size, dtype=bool)
-        for correction in corrections:
-            for start, length, _ in correction.runs:
-                changed[start : start + length] = True
-        known = changed & (truth.ravel() != IGNORE_INDEX)
+        changed = corrected_pixels(truth.shape, corrections)
+        known = changed & (truth != IGNORE_INDEX)
         self.pixels += int(changed.sum())
         self.superpixels += len({correction.superpixel for correction in corrections})
         self.scored_pixels += int(known.sum())
-        self.right_pixels += int((after.ravel()[known] == truth.ravel()[known]).sum())
+        self.right_pixels += int((after[known] == truth[known]).sum())
 
     @property
     def precision(self) -> float | None:

@@ -37,7 +37,7 @@ from alc_backend.engine.acquisition import (
     label_pixel_counts,
     score_superpixels,
 )
-from alc_backend.engine.corrections import AutoCorrection, record_changes
+from alc_backend.engine.corrections import AutoCorrection, apply_corrections, record_changes
 from alc_backend.engine.expansion import expand_label, expansion_region
 from alc_backend.engine.lcm import AnsweredSuperpixels, propose_corrections
 from alc_backend.engine.metrics import (
@@ -464,11 +464,7 @@ class Simulation:
         for record in records:
             by_image.setdefault(record.image, []).append(record)
         for name, image_records in by_image.items():
-            labels = store.read(name)
-            flat = labels.reshape(-1)
-            for record in image_records:
-                for start, length, _ in record.runs:
-                    flat[start : start + length] = record.new_class
+            labels = apply_corrections(store.read(name), image_records)
             store.write(name, labels)
             stats.add(image_records, labels, self.dataset.mask(name))
 
