@@ -54,6 +54,35 @@ def build_parser() -> argparse.ArgumentParser:
     weights.add_argument("--out", type=Path, required=True, help="safetensors file to write")
     weights.set_defaults(handler=run_convert_weights)
 
+    serve = commands.add_parser("serve", help="run the Label Studio ML backend (settings from the environment)")
+    serve.add_argument("--host", default="0.0.0.0", help="interface to listen on (default 0.0.0.0)")
+    serve.add_argument("--port", type=int, default=9090, help="port (default 9090)")
+    serve.add_argument("--model-dir", type=Path, help="workspace folder (default: $MODEL_DIR or ./alc-workspace)")
+    serve.set_defaults(handler=run_serve)
+
+    init = commands.add_parser("init", help="create the correction-query project of an image project")
+    init.add_argument("--images-project", type=int, required=True, help="id of the Label Studio image project")
+    init.add_argument(
+        "--backend", default="http://127.0.0.1:9090", help="the running backend (default http://127.0.0.1:9090)"
+    )
+    init.add_argument(
+        "--backend-url",
+        help="the backend's URL as Label Studio reaches it, if not --backend (e.g. http://alc-backend:9090 in compose)",
+    )
+    init.add_argument(
+        "--title", help="title of the query project (default: the image project's + ' · correction queries')"
+    )
+    init.set_defaults(handler=run_init)
+
+    export = commands.add_parser("export", help="write an image project's corrected masks in the VOC layout")
+    export.add_argument("--project", type=int, required=True, help="id of the Label Studio image project")
+    export.add_argument("--out", type=Path, required=True, help="folder to write images/, masks/, classes.txt")
+    export.add_argument("--url", help="Label Studio's URL (default $LABEL_STUDIO_URL)")
+    export.add_argument(
+        "--api-key", help="API key: legacy token or personal access token (default $LABEL_STUDIO_API_KEY)"
+    )
+    export.set_defaults(handler=run_export)
+
     demo = commands.add_parser("demo", help="simulate random vs sim on a small synthetic set (CPU, minutes)")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default runs/demo)")
     demo.set_defaults(handler=run_demo)
@@ -208,6 +237,58 @@ def run_convert_weights(args: argparse.Namespace) -> int:
     count = convert_efficientnet_lite0(source, args.out)
     print(f"wrote {count} tensors to {args.out}")
     print(f"use them with --encoder {EFFICIENTNET_LITE0_ENCODER} --encoder-weights {args.out}")
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import dataclasses
+    import logging
+
+    from alc_backend.server import create_app
+    from alc_backend.service.settings import BackendSettings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = BackendSettings.from_env()
+    if args.model_dir is not None:
+        settings = dataclasses.replace(settings, model_dir=args.model_dir)
+    app = create_app(settings)
+    print(f"alc-backend serving on http://{args.host}:{args.port} (workspace {settings.model_dir.resolve()})")
+    app.run(host=args.host, port=args.port, threaded=True)
+    return 0
+
+
+def run_init(args: argparse.Namespace) -> int:
+    import requests
+
+    body = {"images_project": args.images_project, "title": args.title, "backend_url": args.backend_url}
+    try:
+        response = requests.post(f"{args.backend.rstrip('/')}/init", json=body, timeout=120)
+    except requests.RequestException as error:
+        raise ValueError(f"cannot reach the backend at {args.backend}: {error}") from error
+    answer = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
+    if response.status_code != 200:
+        raise ValueError(answer.get("error") or f"the backend answered {response.status_code}: {response.text[:300]}")
+    verb = "created" if answer["created"] else "found"
+    print(f"{verb} query project {answer['query_project']} for image project {answer['images_project']}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    import os
+
+    from alc_backend.labelstudio.client import LabelStudioClient
+    from alc_backend.service.export import export_project
+
+    url = args.url or os.environ.get("LABEL_STUDIO_URL", "")
+    key = args.api_key or os.environ.get("LABEL_STUDIO_API_KEY", "")
+    if not url or not key:
+        raise ValueError(
+            "give Label Studio's address and key: --url/--api-key or LABEL_STUDIO_URL/LABEL_STUDIO_API_KEY"
+        )
+    summary = export_project(LabelStudioClient(url, key), args.project, args.out)
+    print(f"wrote {len(summary.sources)} images and masks to {args.out}")
+    for task, reason in summary.skipped.items():
+        print(f"skipped task {task}: {reason}")
     return 0
 
 

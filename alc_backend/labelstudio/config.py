@@ -1,0 +1,202 @@
+"""Label Studio labeling configs: the image projects alc-backend serves and its own correction-query projects.
+
+An **image project** has one ``<Image>`` and one ``<BrushLabels>`` pointing at it; its ``<Label>`` values, in
+order, are the class names, so class index c is the c-th label. A **query project** shows one correction query
+per task: the region under question as a read-only brush (``<BrushLabels>``), its representative pixel as a
+read-only key point (``<KeyPointLabels>``) and one ``<Choices>`` with a choice per class, pre-set to the proposed
+class. ``query_label_config`` writes that config; ``parse_query_config`` reads it back. Tag names are
+case-sensitive, as in Label Studio; other tags (``<Header>``, ``<Text>``...) are ignored.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from dataclasses import dataclass
+from xml.sax.saxutils import quoteattr
+
+MAX_CLASSES = 255
+"""Class indices are 0..254: 255 marks pixels without a class."""
+REGION_LABEL = "query region"
+POINT_LABEL = "query pixel"
+QUESTION = "Is the highlighted region labelled right? Change the class only if it is wrong."
+
+_IMAGE_PROJECT = "alc-backend serves Image + BrushLabels projects"
+_QUERY_PROJECT = "a query project has one Image, BrushLabels, KeyPointLabels and Choices each (see query_label_config)"
+
+
+class LabelConfigError(ValueError):
+    """A labeling config, or a result, that alc-backend cannot serve."""
+
+
+@dataclass(frozen=True)
+class ImageProjectConfig:
+    """An image project: the image, its brush control and the class names (class index = position)."""
+
+    image_name: str
+    """The ``<Image name>``: the ``to_name`` of every result."""
+    image_key: str
+    """The task-data key holding the image URL: ``value="$image"`` -> ``"image"``."""
+    brush_name: str
+    """The ``<BrushLabels name>``: the ``from_name`` of brush results."""
+    class_names: tuple[str, ...]
+
+    def class_index(self, name: str) -> int:
+        """Index of the class ``name``; LabelConfigError if the project has no such label."""
+        return _class_index(self.class_names, name)
+
+
+@dataclass(frozen=True)
+class QueryProjectConfig:
+    """A correction-query project: the image, the region, the pixel and the answer controls."""
+
+    image_name: str
+    image_key: str
+    region_name: str
+    """The ``<BrushLabels name>`` that shows the queried region."""
+    point_name: str
+    """The ``<KeyPointLabels name>`` that shows the queried pixel."""
+    answer_name: str
+    """The ``<Choices name>`` that holds the answer, one choice per class."""
+    class_names: tuple[str, ...]
+
+    def class_index(self, name: str) -> int:
+        """Index of the class ``name``; LabelConfigError if the project has no such choice."""
+        return _class_index(self.class_names, name)
+
+
+def parse_image_config(xml: str) -> ImageProjectConfig:
+    """Read an Image + BrushLabels labeling config; LabelConfigError naming what is wrong."""
+    root = _parse_xml(xml)
+    image_name, image_key = _image(root, _IMAGE_PROJECT)
+    brush = _control(root, "BrushLabels", image_name, _IMAGE_PROJECT)
+    class_names = _values(brush, "Label")
+    _check_class_names(class_names)
+    return ImageProjectConfig(image_name, image_key, brush.attrib["name"], class_names)
+
+
+def parse_query_config(xml: str) -> QueryProjectConfig:
+    """Read a query project's labeling config (as ``query_label_config`` writes it); LabelConfigError if wrong."""
+    root = _parse_xml(xml)
+    image_name, image_key = _image(root, _QUERY_PROJECT)
+    region = _control(root, "BrushLabels", image_name, _QUERY_PROJECT)
+    point = _control(root, "KeyPointLabels", image_name, _QUERY_PROJECT)
+    answer = _control(root, "Choices", image_name, _QUERY_PROJECT)
+    for control, label in ((region, REGION_LABEL), (point, POINT_LABEL)):
+        if label not in _values(control, "Label"):
+            raise LabelConfigError(f"{control.tag} {control.attrib['name']!r} has no label {label!r}; {_QUERY_PROJECT}")
+    class_names = _values(answer, "Choice")
+    _check_class_names(class_names)
+    return QueryProjectConfig(
+        image_name, image_key, region.attrib["name"], point.attrib["name"], answer.attrib["name"], class_names
+    )
+
+
+def query_label_config(class_names: Sequence[str]) -> str:
+    """The labeling config of a query project for the classes ``class_names`` (choice order = class index)."""
+    class_names = tuple(class_names)
+    _check_class_names(class_names)
+    choices = "\n".join(f"    <Choice value={quoteattr(name)}/>" for name in class_names)
+    return f"""<View>
+  <Header value={quoteattr(QUESTION)}/>
+  <Image name="image" value="$image" zoom="true"/>
+  <BrushLabels name="region" toName="image">
+    <Label value={quoteattr(REGION_LABEL)} background="#ffaa00"/>
+  </BrushLabels>
+  <KeyPointLabels name="point" toName="image">
+    <Label value={quoteattr(POINT_LABEL)} background="#00ff00"/>
+  </KeyPointLabels>
+  <Choices name="answer" toName="image" choice="single" required="true" showInline="true">
+{choices}
+  </Choices>
+</View>
+"""
+
+
+def project_kind(xml: str) -> str:
+    """``"query"`` if the config has ``<Choices>`` and ``<KeyPointLabels>``, ``"image"`` if it has ``<BrushLabels>``
+    and neither of those; LabelConfigError for any other config.
+
+    Only the tags are looked at: ``parse_image_config`` or ``parse_query_config`` then checks the rest.
+    """
+    root = _parse_xml(xml)
+    tags = {element.tag for element in root.iter()}
+    if {"Choices", "KeyPointLabels"} <= tags:
+        return "query"
+    if "BrushLabels" in tags and not tags & {"Choices", "KeyPointLabels"}:
+        return "image"
+    raise LabelConfigError(
+        f"{_IMAGE_PROJECT} and its own query projects (Image, BrushLabels, KeyPointLabels, Choices); "
+        f"this labeling config has the tags {', '.join(sorted(tags))}"
+    )
+
+
+def _class_index(class_names: tuple[str, ...], name: str) -> int:
+    if name not in class_names:
+        raise LabelConfigError(f"unknown label {name!r}; the project's labels are: {', '.join(class_names)}")
+    return class_names.index(name)
+
+
+def _parse_xml(xml: str) -> ET.Element:
+    try:
+        return ET.fromstring(xml)
+    except ET.ParseError as error:
+        raise LabelConfigError(f"the labeling config is not valid XML: {error}") from None
+
+
+def _only(root: ET.Element, tag: str, project: str) -> ET.Element:
+    """The one ``<tag>`` under ``root`` (which must have a name); LabelConfigError if there are none or several."""
+    found = list(root.iter(tag))
+    if not found:
+        raise LabelConfigError(f"the labeling config has no <{tag}> tag; {project}")
+    if len(found) > 1:
+        names = ", ".join(repr(element.get("name")) for element in found)
+        raise LabelConfigError(f"the labeling config has {len(found)} <{tag}> tags ({names}); {project}")
+    if not found[0].get("name"):
+        raise LabelConfigError(f"the <{tag}> tag has no name")
+    return found[0]
+
+
+def _image(root: ET.Element, project: str) -> tuple[str, str]:
+    """Name and task-data key of the one ``<Image>``."""
+    image = _only(root, "Image", project)
+    value = image.get("value", "")
+    if not value.startswith("$") or len(value) < 2:
+        raise LabelConfigError(f"the <Image> value {value!r} is not a task-data reference such as '$image'")
+    return image.attrib["name"], value[1:]
+
+
+def _control(root: ET.Element, tag: str, image_name: str, project: str) -> ET.Element:
+    """The one ``<tag>`` control, which must point at the image ``image_name``."""
+    control = _only(root, tag, project)
+    name, to_name = control.attrib["name"], control.get("toName")
+    if to_name is None:
+        raise LabelConfigError(f"{tag} {name!r} has no toName; it must point at the Image {image_name!r}")
+    if to_name != image_name:
+        raise LabelConfigError(f"{tag} {name!r} points at {to_name!r} but the only Image is {image_name!r}")
+    return control
+
+
+def _values(control: ET.Element, child_tag: str) -> tuple[str, ...]:
+    """The ``value`` of every ``<child_tag>`` inside ``control``, in order."""
+    values = []
+    for child in control.iter(child_tag):
+        value = child.get("value")
+        if value is None:
+            raise LabelConfigError(f"a <{child_tag}> in {control.tag} {control.attrib['name']!r} has no value")
+        values.append(value)
+    return tuple(values)
+
+
+def _check_class_names(class_names: tuple[str, ...]) -> None:
+    if len(class_names) < 2:
+        raise LabelConfigError(f"a project needs at least 2 classes, got {len(class_names)}: {', '.join(class_names)}")
+    if len(class_names) > MAX_CLASSES:
+        raise LabelConfigError(f"a project has at most {MAX_CLASSES} classes, got {len(class_names)}")
+    seen: set[str] = set()
+    for name in class_names:
+        if not name:
+            raise LabelConfigError("a class name is empty")
+        if name in seen:
+            raise LabelConfigError(f"duplicate label {name!r}")
+        seen.add(name)

@@ -1,0 +1,1 @@
+"""The backend's project logic: workspaces, rounds of correction queries, answers, export."""

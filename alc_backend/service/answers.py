@@ -1,0 +1,95 @@
+"""Answers to correction queries: merging Label Studio's events, and labels from answers.
+
+Label Studio may deliver webhook events twice or out of order, and annotators may update or
+delete answers. :func:`record_event` keeps, per annotation, the newest state seen; a deletion
+is final (Label Studio never reuses annotation ids). :func:`compose_labels` rebuilds an
+image's labels from its pseudo-labels, the automatic corrections and the live answers, so that
+re-applying the same answers always gives the same labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from alc_backend import IGNORE_INDEX
+from alc_backend.engine.corrections import AutoCorrection, apply_corrections
+from alc_backend.service.workspace import AnswerRecord, QueryRecord
+
+
+def record_event(answers: dict[int, AnswerRecord], event: AnswerRecord) -> bool:
+    """Merge one annotation event into ``answers`` (annotation id -> record); True if it changed.
+
+    A deletion always wins and stays; a creation or update replaces the stored state unless the
+    stored one is newer (``updated_at`` compared as ISO-8601 strings of one time zone).
+    """
+    known = answers.get(event.annotation)
+    if known is not None and known.deleted:
+        return False
+    if event.deleted:
+        answers[event.annotation] = AnswerRecord(
+            event.annotation, known.query_task if known else event.query_task, None, event.updated_at, True
+        )
+        return True
+    if known is not None and known.updated_at > event.updated_at:
+        return False
+    if known == event:
+        return False
+    answers[event.annotation] = event
+    return True
+
+
+def live_answers(answers: Mapping[int, AnswerRecord]) -> dict[int, AnswerRecord]:
+    """Query task id -> its current answer: the newest annotation not deleted (ties: higher id)."""
+    best: dict[int, AnswerRecord] = {}
+    for record in answers.values():
+        if record.deleted:
+            continue
+        current = best.get(record.query_task)
+        if current is None or (record.updated_at, record.annotation) > (current.updated_at, current.annotation):
+            best[record.query_task] = record
+    return best
+
+
+def answered_superpixels(
+    answers: Mapping[int, AnswerRecord], queries: Mapping[int, QueryRecord]
+) -> dict[int, dict[int, int]]:
+    """Image task id -> {superpixel id: answered class} from the live, non-skipped answers."""
+    result: dict[int, dict[int, int]] = {}
+    for query_task, record in live_answers(answers).items():
+        query = queries.get(query_task)
+        if query is None or record.answer is None:
+            continue
+        result.setdefault(query.image_task, {})[query.superpixel] = record.answer
+    return result
+
+
+def compose_labels(
+    pseudo: np.ndarray,
+    superpixels: np.ndarray,
+    corrections: Sequence[AutoCorrection],
+    answered: Mapping[int, int],
+    manual: np.ndarray | None = None,
+) -> np.ndarray:
+    """An image's current ``(H, W)`` uint8 labels.
+
+    Args:
+        pseudo: ``(H, W)`` initial labels, 255 = none.
+        superpixels: ``(H, W)`` superpixel ids.
+        corrections: this image's automatic corrections, in the order they were made.
+        answered: superpixel id -> the class an annotator gave it; each answer covers its
+            whole superpixel and overrides automatic corrections.
+        manual: ``(H, W)`` a mask an annotator drew on the image itself; where it has a class
+            (not 255) it overrides everything else.
+    """
+    if pseudo.shape != superpixels.shape:
+        raise ValueError(f"pseudo-labels are {pseudo.shape} but superpixels are {superpixels.shape}")
+    labels = apply_corrections(pseudo, corrections)
+    for superpixel, answer in answered.items():
+        labels[superpixels == superpixel] = answer
+    if manual is not None:
+        if manual.shape != labels.shape:
+            raise ValueError(f"the drawn mask is {manual.shape} but the image is {labels.shape}")
+        labels = np.where(manual != IGNORE_INDEX, manual, labels).astype(np.uint8)
+    return labels

@@ -1,0 +1,125 @@
+"""Backend settings, read from the environment with the conventions of ``label-studio-ml``.
+
+``LABEL_STUDIO_URL``, ``LABEL_STUDIO_API_KEY`` (legacy token or personal access token),
+``MODEL_DIR`` and ``BASIC_AUTH_USER``/``BASIC_AUTH_PASS`` keep their usual meaning; the
+``ALC_*`` variables set what this backend adds.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from alc_backend.engine.superpixels import SUPERPIXEL_ALGORITHMS
+from alc_backend.simulation.methods import parse_method
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the backend cannot use."""
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    """Everything the server and its jobs depend on besides the requests they get.
+
+    ``label_studio_url``/``api_key`` may be empty: the backend then falls back to the
+    ``hostname``/``access_token`` that Label Studio sends with ``/setup``.
+    ``backend_url`` is this backend's URL as Label Studio reaches it (for webhooks and for
+    connecting query projects); empty means "the URL the request came in on".
+    ``queries_per_round`` is B, the correction queries created per round; ``image_size`` the
+    training/inference side in px (a multiple of 16); ``epochs`` per retraining. ``encoder``
+    None picks the device's default; ``encoder_weights`` names a local file of initial encoder
+    weights (see ``alc-backend convert-weights``).
+    """
+
+    model_dir: Path = Path("alc-workspace")
+    label_studio_url: str = ""
+    api_key: str = ""
+    basic_auth_user: str = ""
+    basic_auth_pass: str = ""
+    backend_url: str = ""
+    method: str = "abc+lcm"
+    queries_per_round: int = 50
+    superpixels: str = "slic"
+    num_superpixels: int = 60
+    image_size: int = 128
+    epochs: int = 20
+    batch_size: int = 8
+    lr: float = 0.03
+    device: str | None = None
+    encoder: str | None = None
+    encoder_weights: str | None = None
+    pseudo_mask_key: str = "pseudo_mask"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        try:
+            parse_method(self.method)
+        except ValueError as error:
+            raise SettingsError(f"ALC_METHOD: {error}") from error
+        if self.queries_per_round < 1:
+            raise SettingsError(f"ALC_QUERIES_PER_ROUND must be >= 1, got {self.queries_per_round}")
+        if self.superpixels not in SUPERPIXEL_ALGORITHMS:
+            raise SettingsError(
+                f"ALC_SUPERPIXELS: unknown algorithm {self.superpixels!r}; "
+                f"choose from {', '.join(SUPERPIXEL_ALGORITHMS)}"
+            )
+        if self.num_superpixels < 2:
+            raise SettingsError(f"ALC_NUM_SUPERPIXELS must be >= 2, got {self.num_superpixels}")
+        if self.image_size < 16 or self.image_size % 16:
+            raise SettingsError(f"ALC_IMAGE_SIZE must be a positive multiple of 16, got {self.image_size}")
+        if self.epochs < 1:
+            raise SettingsError(f"ALC_EPOCHS must be >= 1, got {self.epochs}")
+        if bool(self.basic_auth_user) != bool(self.basic_auth_pass):
+            raise SettingsError("set both BASIC_AUTH_USER and BASIC_AUTH_PASS, or neither")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> BackendSettings:
+        """Settings from ``env`` (default ``os.environ``); unset variables keep the defaults."""
+        env = os.environ if env is None else env
+        defaults = cls()
+
+        def text(name: str, default: str) -> str:
+            return env.get(name, default).strip()
+
+        def number(name: str, default: int) -> int:
+            raw = env.get(name)
+            if raw is None or not raw.strip():
+                return default
+            try:
+                return int(raw)
+            except ValueError:
+                raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+
+        def real(name: str, default: float) -> float:
+            raw = env.get(name)
+            if raw is None or not raw.strip():
+                return default
+            try:
+                return float(raw)
+            except ValueError:
+                raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+
+        return cls(
+            model_dir=Path(text("MODEL_DIR", str(defaults.model_dir))),
+            label_studio_url=text("LABEL_STUDIO_URL", "").rstrip("/"),
+            api_key=text("LABEL_STUDIO_API_KEY", ""),
+            basic_auth_user=text("BASIC_AUTH_USER", ""),
+            basic_auth_pass=text("BASIC_AUTH_PASS", ""),
+            backend_url=text("ALC_BACKEND_URL", "").rstrip("/"),
+            method=text("ALC_METHOD", defaults.method),
+            queries_per_round=number("ALC_QUERIES_PER_ROUND", defaults.queries_per_round),
+            superpixels=text("ALC_SUPERPIXELS", defaults.superpixels),
+            num_superpixels=number("ALC_NUM_SUPERPIXELS", defaults.num_superpixels),
+            image_size=number("ALC_IMAGE_SIZE", defaults.image_size),
+            epochs=number("ALC_EPOCHS", defaults.epochs),
+            batch_size=number("ALC_BATCH_SIZE", defaults.batch_size),
+            lr=real("ALC_LR", defaults.lr),
+            device=text("ALC_DEVICE", "") or None,
+            encoder=text("ALC_ENCODER", "") or None,
+            encoder_weights=text("ALC_ENCODER_WEIGHTS", "") or None,
+            pseudo_mask_key=text("ALC_PSEUDO_MASK_KEY", defaults.pseudo_mask_key),
+            seed=number("ALC_SEED", defaults.seed),
+        )

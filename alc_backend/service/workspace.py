@@ -1,0 +1,237 @@
+"""The backend's derived state for one Label Studio image project, on disk under ``MODEL_DIR``.
+
+Everything here can be rebuilt from Label Studio (answers, tasks) and the images; Label
+Studio's database holds the human answers. Layout of ``MODEL_DIR/project-<id>/``::
+
+    project.json              ProjectState: classes, linked query project, rounds, model versions
+    tasks.json                image task id -> TaskRecord (name, image URL, size, errors, score)
+    queries.json              query task id -> QueryRecord (image task, superpixel, pixel, round)
+    answers.json              annotation id -> AnswerRecord (query task, class, updated_at)
+    images/<task>.png         the downloaded image, RGB
+    superpixels/<task>.png    (H, W) superpixel ids, 16-bit
+    pseudo/<task>.png         (H, W) initial labels, 255 = none
+    manual/<task>.png         (H, W) a mask an annotator drew on the image task itself
+    labels/<task>.png         (H, W) current labels = pseudo + auto-corrections + answers
+    auto_corrections.jsonl    every automatic correction, in order (engine.corrections)
+    model.safetensors         the latest trained model
+
+``MODEL_DIR/links.json`` maps query project ids to their image project. Every file is
+written atomically (temporary file + rename).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from alc_backend.atomic import write_atomically, write_text_atomically
+from alc_backend.data.dataset import read_label_png, read_superpixel_png, write_label_png, write_superpixel_png
+from alc_backend.engine.corrections import AutoCorrection
+
+
+@dataclass
+class ProjectState:
+    """``project.json``: what the backend knows about one image project.
+
+    ``round`` is the number of the latest round opened (0 before the first); ``round_open``
+    whether its queries are still being answered. ``model_version`` labels the image
+    predictions written last (``alc-r<finished rounds>``).
+    """
+
+    project: int
+    class_names: list[str]
+    label_config: str
+    query_project: int | None = None
+    round: int = 0
+    round_open: bool = False
+    model_version: str = "alc-r0"
+    prepared: bool = False
+
+
+@dataclass
+class TaskRecord:
+    """One image task: where its image came from, its size in px, and what went wrong, if anything.
+
+    ``score`` is the image's confidence in [0, 1] (mean model probability of its current
+    labels), the prediction score that orders the image queue; None before a model exists.
+    """
+
+    task: int
+    name: str
+    image: str
+    height: int = 0
+    width: int = 0
+    pseudo_source: str | None = None
+    error: str | None = None
+    score: float | None = None
+
+
+@dataclass
+class QueryRecord:
+    """One correction query: a superpixel of an image task, asked in a query task.
+
+    ``row``/``col`` locate the representative pixel; ``proposed`` is the label shown (the
+    current label there); ``label_before`` the superpixel's majority label when asked; ``rank``
+    its place in the round (0 = most informative).
+    """
+
+    task: int
+    image_task: int
+    superpixel: int
+    row: int
+    col: int
+    proposed: int
+    label_before: int
+    round: int
+    rank: int
+
+
+@dataclass
+class AnswerRecord:
+    """The latest known state of one annotation of a query task.
+
+    ``answer`` is a class index, or None for a skipped query; ``updated_at`` is Label Studio's
+    ISO timestamp, used to ignore events that arrive out of order; ``deleted`` keeps a deletion
+    from being undone by a late duplicate of its creation event.
+    """
+
+    annotation: int
+    query_task: int
+    answer: int | None
+    updated_at: str
+    deleted: bool = False
+
+
+class Workspace:
+    """Reads and writes the files of one image project's workspace; thread-safe for JSON state."""
+
+    def __init__(self, model_dir: Path, project: int) -> None:
+        self.project = project
+        self.root = model_dir / f"project-{project}"
+        self.lock = threading.RLock()
+
+    def exists(self) -> bool:
+        return (self.root / "project.json").is_file()
+
+    # --- JSON state -------------------------------------------------------------------------
+
+    def state(self) -> ProjectState:
+        return ProjectState(**_read_json(self.root / "project.json", None))
+
+    def save_state(self, state: ProjectState) -> None:
+        _write_json(self.root / "project.json", dataclasses.asdict(state))
+
+    def tasks(self) -> dict[int, TaskRecord]:
+        raw = _read_json(self.root / "tasks.json", {})
+        return {int(key): TaskRecord(**value) for key, value in raw.items()}
+
+    def save_tasks(self, tasks: dict[int, TaskRecord]) -> None:
+        _write_json(self.root / "tasks.json", {str(key): dataclasses.asdict(value) for key, value in tasks.items()})
+
+    def queries(self) -> dict[int, QueryRecord]:
+        raw = _read_json(self.root / "queries.json", {})
+        return {int(key): QueryRecord(**value) for key, value in raw.items()}
+
+    def save_queries(self, queries: dict[int, QueryRecord]) -> None:
+        _write_json(self.root / "queries.json", {str(key): dataclasses.asdict(value) for key, value in queries.items()})
+
+    def answers(self) -> dict[int, AnswerRecord]:
+        raw = _read_json(self.root / "answers.json", {})
+        return {int(key): AnswerRecord(**value) for key, value in raw.items()}
+
+    def save_answers(self, answers: dict[int, AnswerRecord]) -> None:
+        _write_json(self.root / "answers.json", {str(key): dataclasses.asdict(value) for key, value in answers.items()})
+
+    def corrections(self) -> list[AutoCorrection]:
+        path = self.root / "auto_corrections.jsonl"
+        if not path.is_file():
+            return []
+        lines = path.read_text(encoding="utf-8").splitlines()
+        return [AutoCorrection.from_json(json.loads(line)) for line in lines if line.strip()]
+
+    def save_corrections(self, corrections: list[AutoCorrection]) -> None:
+        text = "".join(json.dumps(record.to_json()) + "\n" for record in corrections)
+        write_text_atomically(self.root / "auto_corrections.jsonl", text)
+
+    # --- arrays -----------------------------------------------------------------------------
+
+    def image_path(self, task: int) -> Path:
+        return self.root / "images" / f"{task}.png"
+
+    def image(self, task: int) -> np.ndarray:
+        """``(H, W, 3)`` uint8 RGB."""
+        with Image.open(self.image_path(task)) as image:
+            return np.array(image.convert("RGB"))
+
+    def save_image(self, task: int, image: np.ndarray) -> None:
+        write_atomically(self.image_path(task), lambda tmp: Image.fromarray(image).save(tmp, format="PNG"))
+
+    def superpixels(self, task: int) -> np.ndarray:
+        """``(H, W)`` int32 ids 0..K-1."""
+        return read_superpixel_png(self.root / "superpixels" / f"{task}.png")
+
+    def save_superpixels(self, task: int, ids: np.ndarray) -> None:
+        write_superpixel_png(self.root / "superpixels" / f"{task}.png", ids)
+
+    def pseudo(self, task: int) -> np.ndarray:
+        """``(H, W)`` uint8 initial labels, 255 = none."""
+        return read_label_png(self.root / "pseudo" / f"{task}.png")
+
+    def save_pseudo(self, task: int, labels: np.ndarray) -> None:
+        write_label_png(self.root / "pseudo" / f"{task}.png", labels)
+
+    def labels(self, task: int) -> np.ndarray:
+        """``(H, W)`` uint8 current labels, 255 = none."""
+        return read_label_png(self.root / "labels" / f"{task}.png")
+
+    def has_labels(self, task: int) -> bool:
+        return (self.root / "labels" / f"{task}.png").is_file()
+
+    def save_labels(self, task: int, labels: np.ndarray) -> None:
+        write_label_png(self.root / "labels" / f"{task}.png", labels)
+
+    def manual(self, task: int) -> np.ndarray | None:
+        """The mask drawn on image task ``task`` by an annotator, or None."""
+        path = self.root / "manual" / f"{task}.png"
+        return read_label_png(path) if path.is_file() else None
+
+    def save_manual(self, task: int, labels: np.ndarray | None) -> None:
+        path = self.root / "manual" / f"{task}.png"
+        if labels is None:
+            path.unlink(missing_ok=True)
+        else:
+            write_label_png(path, labels)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.root / "model.safetensors"
+
+
+def read_links(model_dir: Path) -> dict[int, int]:
+    """``MODEL_DIR/links.json``: query project id -> image project id."""
+    return {int(key): int(value) for key, value in _read_json(model_dir / "links.json", {}).items()}
+
+
+def save_link(model_dir: Path, query_project: int, image_project: int) -> None:
+    links = read_links(model_dir)
+    links[query_project] = image_project
+    _write_json(model_dir / "links.json", {str(key): value for key, value in links.items()})
+
+
+def _read_json(path: Path, default: Any) -> Any:
+    if not path.is_file():
+        if default is None:
+            raise FileNotFoundError(f"{path} does not exist")
+        return default
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _write_json(path: Path, value: Any) -> None:
+    write_text_atomically(path, json.dumps(value, indent=1) + "\n")

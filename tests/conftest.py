@@ -1,0 +1,19 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from labelstudio_server import LabelStudioServer
+
+
+@pytest.fixture(scope="session")
+def label_studio() -> Iterator[LabelStudioServer]:
+    """One real Label Studio server for the whole test session, started on first use and removed at the end."""
+    server = LabelStudioServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,161 @@
+"""Run a real Label Studio process on 127.0.0.1 for integration tests.
+
+Each server gets a free port, a fresh data folder (SQLite database, uploads, log) and a document root
+for local files, a superuser with a fixed legacy API token, and the settings that let it talk to an
+ML backend on the loopback address. It can be stopped and started again on the same port and data,
+so tests can check that our writes survive a Label Studio outage.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+from labelstudio_venv import ensure_label_studio_venv
+
+from alc_backend.labelstudio.client import LabelStudioClient
+
+START_TIMEOUT_S = 240.0
+STOP_TIMEOUT_S = 30.0
+LOG_TAIL_CHARS = 4000
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class LabelStudioServer:
+    """One Label Studio process with its own port, data folder, document root and admin user."""
+
+    def __init__(self, *, username: str = "admin@example.com", password: str = "alc-test-password") -> None:
+        self.venv = ensure_label_studio_venv()
+        self.base_dir = Path(tempfile.mkdtemp(prefix="alc-labelstudio-"))
+        self.data_dir = self.base_dir / "data"
+        self.document_root = self.base_dir / "documents"
+        self.log_path = self.base_dir / "label-studio.log"
+        self.document_root.mkdir()
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.username = username
+        self.password = password
+        self.token = secrets.token_hex(20)
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start Label Studio and wait until its API answers (the first start runs migrations, ~1 min)."""
+        if self._process is not None:
+            raise RuntimeError("Label Studio is already running")
+        command = [
+            str(self.venv / "bin" / "label-studio"),
+            "start",
+            "--no-browser",
+            "--internal-host", "127.0.0.1",
+            "--port", str(self.port),
+            "--data-dir", str(self.data_dir),
+            "--username", self.username,
+            "--password", self.password,
+            "--user-token", self.token,
+            "--enable-legacy-api-token",
+        ]  # fmt: skip
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self._environment(),
+                cwd=self.base_dir,
+                start_new_session=True,
+            )
+        self._wait_until_ready()
+
+    def stop_temporarily(self) -> None:
+        """Stop the process but keep port, data and token, so that `restart()` brings the same server back."""
+        process = self._process
+        if process is None:
+            return
+        self._process = None
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def restart(self) -> None:
+        """Start the server again after `stop_temporarily()`."""
+        self.start()
+
+    def stop(self) -> None:
+        """Stop the process and delete its data folder and document root."""
+        self.stop_temporarily()
+        shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    def client(self, *, retries: int = 5, backoff_s: float = 0.5) -> LabelStudioClient:
+        """A client authenticated with the admin's legacy token."""
+        return LabelStudioClient(self.url, self.token, retries=retries, backoff_s=backoff_s)
+
+    def add_local_storage(self, project_id: int, folder: Path) -> dict[str, object]:
+        """Serve `folder` (under the document root) to the project, for `/data/local-files/?d=<relative path>`."""
+        folder = folder.resolve()
+        if not folder.is_relative_to(self.document_root.resolve()):
+            raise ValueError(f"{folder} is not under the document root {self.document_root}")
+        return self.client().add_local_storage(project_id, str(folder), title=folder.name)
+
+    def local_file_url(self, path: Path) -> str:
+        """The task data URL under which Label Studio serves `path` (a file under the document root)."""
+        relative = path.resolve().relative_to(self.document_root.resolve())
+        return f"/data/local-files/?d={relative.as_posix()}"
+
+    def log_tail(self) -> str:
+        """The end of Label Studio's log file."""
+        if not self.log_path.exists():
+            return "(no log file)"
+        return self.log_path.read_text(errors="replace")[-LOG_TAIL_CHARS:]
+
+    def _environment(self) -> dict[str, str]:
+        """The process environment: ours, minus the backend venv's, plus Label Studio's settings."""
+        environment = {key: value for key, value in os.environ.items() if key not in ("VIRTUAL_ENV", "PYTHONPATH")}
+        environment.update(
+            {
+                "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
+                "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(self.document_root),
+                "LABEL_STUDIO_ML_BLOCK_LOCAL_IP": "false",
+                "LABEL_STUDIO_SSRF_PROTECTION_ENABLED": "false",
+                "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+            }
+        )
+        return environment
+
+    def _wait_until_ready(self) -> None:
+        """Poll `GET /api/version` until it answers 200; raise with the log's tail on exit or timeout."""
+        assert self._process is not None
+        deadline = time.monotonic() + START_TIMEOUT_S
+        headers = {"Authorization": f"Token {self.token}"}
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                code = self._process.returncode
+                self._process = None
+                raise RuntimeError(f"Label Studio exited with code {code} while starting. Log tail:\n{self.log_tail()}")
+            try:
+                if requests.get(f"{self.url}/api/version", headers=headers, timeout=5).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(1.0)
+        self.stop_temporarily()
+        raise RuntimeError(
+            f"Label Studio did not answer at {self.url}/api/version within {START_TIMEOUT_S:.0f} s. "
+            f"Log tail:\n{self.log_tail()}"
+        )

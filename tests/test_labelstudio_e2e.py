@@ -1,0 +1,240 @@
+"""The backend end to end against a real Label Studio: connect, predict, ask, answer, correct, export.
+
+A synthetic street-scene set with noisy pseudo-labels goes into an image project; the
+backend creates the query project, Label Studio's ``next`` serves the queries in the
+backend's order, answers (the true class at the query pixel, as a careful annotator would
+give) arrive by webhook, and after two rounds the exported masks must be clearly better than
+the pseudo-labels they started from.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import requests
+from backend_harness import RunningBackend, brush_config, eventually, serve_backend
+
+from alc_backend.data.dataset import SegmentationDataset, read_label_png
+from alc_backend.data.synthetic import make_synthetic
+from alc_backend.engine.metrics import confusion_matrix, mean_iou
+from alc_backend.labelstudio.client import LabelStudioClient
+from alc_backend.labelstudio.config import parse_image_config
+from alc_backend.labelstudio.payloads import labels_from_brush_results
+from alc_backend.service.export import export_project
+from alc_backend.service.settings import BackendSettings
+
+pytestmark = [pytest.mark.slow, pytest.mark.labelstudio]
+
+QUERIES_PER_ROUND = 24
+
+
+@pytest.fixture(scope="module")
+def client(label_studio: Any) -> LabelStudioClient:
+    return LabelStudioClient(label_studio.url, label_studio.token)
+
+
+@pytest.fixture(scope="module")
+def running_backend(label_studio: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBackend]:
+    settings = BackendSettings(
+        model_dir=tmp_path_factory.mktemp("workspace"),
+        label_studio_url=label_studio.url,
+        api_key=label_studio.token,
+        queries_per_round=QUERIES_PER_ROUND,
+        num_superpixels=30,
+        image_size=64,
+        epochs=6,
+        device="cpu",
+    )
+    with serve_backend(settings) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def synthetic(label_studio: Any, tmp_path_factory: pytest.TempPathFactory) -> SegmentationDataset:
+    """12 synthetic 64-px images with noisy pseudo-labels, placed under Label Studio's document root."""
+    root = tmp_path_factory.mktemp("synthetic") / "data"
+    make_synthetic(root, 12, 5, size=64, val_fraction=0.0)
+    dataset = SegmentationDataset.open(root)
+    shutil.copytree(root, label_studio.document_root / "synthetic")
+    return dataset
+
+
+@dataclass
+class Corrected:
+    """The headline run's outcome, shared with the tests that inspect it."""
+
+    images_project: int
+    query_project: int
+    names: dict[int, str]
+    served_ranks: list[list[int]]
+    answers: dict[int, int]
+
+
+def truth_at_query(task: dict[str, Any], dataset: SegmentationDataset, names: dict[int, str]) -> int:
+    """The true class at a query task's marked pixel, read from its key point as an annotator sees it."""
+    (prediction,) = task["predictions"]
+    point = next(r for r in prediction["result"] if r["type"] == "keypointlabels")
+    width, height = point["original_width"], point["original_height"]
+    row = int(point["value"]["y"] / 100 * height)
+    col = int(point["value"]["x"] / 100 * width)
+    return int(dataset.mask(names[task["data"]["image_task"]])[row, col])
+
+
+def choice(name: str) -> list[dict[str, Any]]:
+    return [{"from_name": "answer", "to_name": "image", "type": "choices", "value": {"choices": [name]}}]
+
+
+@pytest.fixture(scope="module")
+def corrected(
+    label_studio: Any, client: LabelStudioClient, running_backend: RunningBackend, synthetic: SegmentationDataset
+) -> Corrected:
+    """Connect a project, answer two rounds of queries through Label Studio's ``next``."""
+    project = client.create_project("street scenes", brush_config(synthetic.classes))
+    label_studio.add_local_storage(project["id"], label_studio.document_root / "synthetic")
+    data = [
+        {
+            "image": f"/data/local-files/?d=synthetic/images/{name}.png",
+            "pseudo_mask": f"/data/local-files/?d=synthetic/pseudo/{name}.png",
+            "name": name,
+        }
+        for name in synthetic.train_names
+    ]
+    task_ids = client.create_tasks(project["id"], data)
+    names = dict(zip(task_ids, synthetic.train_names, strict=True))
+    response = requests.post(f"{running_backend.url}/init", json={"images_project": project["id"]}, timeout=120)
+    assert response.status_code == 200, response.text
+    query_project = response.json()["query_project"]
+    running_backend.wait_for_round(project["id"], 1)
+    served: list[list[int]] = []
+    answers: dict[int, int] = {}
+    for round_index in (1, 2):
+        ranks = []
+        while (task := client.next_task(query_project)) is not None:
+            assert task["data"]["round"] == round_index
+            ranks.append(task["data"]["rank"])
+            full = client.get_task(task["id"])
+            answer = truth_at_query(full, synthetic, names)
+            answers[task["id"]] = answer
+            client.create_annotation(task["id"], choice(synthetic.classes[answer]))
+            if len(ranks) == QUERIES_PER_ROUND:
+                break
+        served.append(ranks)
+        running_backend.wait_for_round(project["id"], round_index + 1)
+    return Corrected(project["id"], query_project, names, served, answers)
+
+
+def decode_prediction(client: LabelStudioClient, task: int, version: str, config_xml: str) -> np.ndarray:
+    (prediction,) = [p for p in client.list_predictions(task) if p["model_version"] == version]
+    results = prediction["result"]
+    height, width = results[0]["original_height"], results[0]["original_width"]
+    return labels_from_brush_results(results, parse_image_config(config_xml), height, width)
+
+
+def test_label_studio_next_serves_the_queries_in_the_backends_order(corrected: Corrected) -> None:
+    assert corrected.served_ranks == [list(range(QUERIES_PER_ROUND))] * 2
+
+
+def test_image_predictions_start_as_the_pseudo_labels_and_take_in_every_answer(
+    corrected: Corrected, client: LabelStudioClient, running_backend: RunningBackend, synthetic: SegmentationDataset
+) -> None:
+    config_xml = client.get_project(corrected.images_project)["label_config"]
+    for task, name in corrected.names.items():
+        initial = decode_prediction(client, task, "alc-r0", config_xml)
+        assert initial.shape == (64, 64)
+        assert np.array_equal(initial, synthetic.pseudo(name))
+    assert client.get_project(corrected.images_project)["model_version"] == "alc-r2"
+    workspace = running_backend.backend.workspace(corrected.images_project)
+    queries = workspace.queries()
+    checked = 0
+    for query_task, answer in corrected.answers.items():
+        query = queries[query_task]
+        after = decode_prediction(client, query.image_task, f"alc-r{query.round}", config_xml)
+        region = workspace.superpixels(query.image_task) == query.superpixel
+        assert (after[region] == answer).all(), f"query {query_task}'s answer did not reach its image"
+        checked += 1
+    assert checked == 2 * QUERIES_PER_ROUND
+
+
+def test_the_exported_masks_beat_the_pseudo_labels_by_a_clear_margin(
+    corrected: Corrected, client: LabelStudioClient, synthetic: SegmentationDataset, tmp_path: Path
+) -> None:
+    summary = export_project(client, corrected.images_project, tmp_path / "export", progress=False)
+    assert not summary.skipped
+    assert set(summary.sources) == set(synthetic.train_names)
+    assert (tmp_path / "export" / "classes.txt").read_text().split() == list(synthetic.classes)
+    num_classes = synthetic.num_classes
+    exported = sum(
+        confusion_matrix(read_label_png(tmp_path / "export" / "masks" / f"{n}.png"), synthetic.mask(n), num_classes)
+        for n in synthetic.train_names
+    )
+    pseudo = sum(confusion_matrix(synthetic.pseudo(n), synthetic.mask(n), num_classes) for n in synthetic.train_names)
+    gain = mean_iou(exported) - mean_iou(pseudo)
+    print(f"pseudo-label mIoU {mean_iou(pseudo):.1f}, exported mIoU {mean_iou(exported):.1f}, gain {gain:+.1f}")
+    assert gain >= 3.0
+
+
+def open_query_task(client: LabelStudioClient, corrected: Corrected) -> dict[str, Any]:
+    task = client.next_task(corrected.query_project)
+    assert task is not None and task["data"]["round"] == 3
+    return client.get_task(task["id"])
+
+
+def test_an_unknown_label_is_reported_and_the_corrected_answer_then_applies(
+    corrected: Corrected, client: LabelStudioClient, running_backend: RunningBackend, synthetic: SegmentationDataset
+) -> None:
+    task = open_query_task(client, corrected)
+    annotation = client.create_annotation(task["id"], choice("zebra"))
+    expected = f"annotation {annotation['id']} of task {task['id']}: unknown label 'zebra'"
+
+    def reported() -> bool:
+        health = requests.get(f"{running_backend.url}/health", timeout=10).json()
+        return any(e.startswith(expected) for e in health["projects"][str(corrected.images_project)]["errors"])
+
+    eventually(reported, "the unknown label to show in /health")
+    workspace = running_backend.backend.workspace(corrected.images_project)
+    assert annotation["id"] not in workspace.answers(), "an unreadable answer must not be applied"
+
+    answer = truth_at_query(task, synthetic, corrected.names)
+    client.update_annotation(annotation["id"], choice(synthetic.classes[answer]))
+    eventually(lambda: annotation["id"] in workspace.answers(), "the corrected answer to arrive")
+    running_backend.wait()
+    query = workspace.queries()[task["id"]]
+    region = workspace.superpixels(query.image_task) == query.superpixel
+    assert workspace.answers()[annotation["id"]].answer == answer
+    assert (workspace.labels(query.image_task)[region] == answer).all()
+
+
+def test_a_deleted_answer_is_taken_back_and_a_replayed_webhook_changes_nothing(
+    corrected: Corrected, client: LabelStudioClient, running_backend: RunningBackend, synthetic: SegmentationDataset
+) -> None:
+    task = open_query_task(client, corrected)
+    workspace = running_backend.backend.workspace(corrected.images_project)
+    query = workspace.queries()[task["id"]]
+    region = workspace.superpixels(query.image_task) == query.superpixel
+    before = workspace.labels(query.image_task)
+    other = (int(before[query.row, query.col]) + 1) % synthetic.num_classes
+    annotation = client.create_annotation(task["id"], choice(synthetic.classes[other]))
+    eventually(lambda: annotation["id"] in workspace.answers(), "the answer to arrive")
+    running_backend.wait()
+    assert (workspace.labels(query.image_task)[region] == other).all()
+
+    replay = {
+        "action": "ANNOTATION_CREATED",
+        "project": {"id": corrected.query_project},
+        "task": {"id": task["id"]},
+        "annotation": {**annotation, "task": task["id"]},
+    }
+    response = requests.post(f"{running_backend.url}/webhook", json=replay, timeout=10)
+    assert response.status_code == 200 and response.json() == {"status": "duplicate"}
+
+    client.delete_annotation(annotation["id"])
+    eventually(lambda: workspace.answers()[annotation["id"]].deleted, "the deletion to arrive")
+    running_backend.wait()
+    assert np.array_equal(workspace.labels(query.image_task), before)
+    assert workspace.answers()[annotation["id"]].deleted

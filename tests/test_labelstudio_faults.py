@@ -1,0 +1,133 @@
+"""Bad task data and a Label Studio that goes away, against a real Label Studio."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import requests
+from backend_harness import RunningBackend, brush_config, eventually, serve_backend
+from PIL import Image
+
+from alc_backend.labelstudio.client import LabelStudioClient
+from alc_backend.labelstudio.config import parse_image_config
+from alc_backend.labelstudio.payloads import labels_from_brush_results
+from alc_backend.service.settings import BackendSettings
+
+pytestmark = [pytest.mark.slow, pytest.mark.labelstudio]
+
+CLASSES = ("background", "road", "car")
+
+
+@pytest.fixture(scope="module")
+def running_backend(label_studio: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBackend]:
+    settings = BackendSettings(
+        model_dir=tmp_path_factory.mktemp("workspace"),
+        label_studio_url=label_studio.url,
+        api_key=label_studio.token,
+        num_superpixels=8,
+        image_size=32,
+        epochs=1,
+        device="cpu",
+    )
+    with serve_backend(settings, retry_delays_s=(3.0, 5.0, 10.0, 20.0, 40.0)) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def broken_project(label_studio: Any, running_backend: RunningBackend) -> dict[str, Any]:
+    """A project with one good task and three broken ones, connected to the backend through Label Studio."""
+    folder = label_studio.document_root / "broken"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(folder / "good.png")
+    mask = np.zeros((48, 64), dtype=np.uint8)
+    mask[20:, :] = 1
+    mask[30:40, 10:30] = 2
+    Image.fromarray(mask).save(folder / "good_mask.png")
+    Image.fromarray(mask[:32, :32]).save(folder / "small_mask.png")
+    (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    client = label_studio.client()
+    project = client.create_project("broken inputs", brush_config(CLASSES))
+    label_studio.add_local_storage(project["id"], folder)
+    url = label_studio.local_file_url
+    tasks = client.create_tasks(
+        project["id"],
+        [
+            {"image": url(folder / "good.png"), "pseudo_mask": url(folder / "good_mask.png")},
+            {"image": "/data/local-files/?d=broken/missing.png"},
+            {"image": url(folder / "corrupt.png")},
+            {"image": url(folder / "good.png"), "pseudo_mask": url(folder / "small_mask.png")},
+        ],
+    )
+    client.add_ml_backend(project["id"], running_backend.url, "alc-backend")
+    eventually(lambda: running_backend.backend.workspace(project["id"]).exists(), "Label Studio to call /setup")
+    running_backend.wait()
+    return {"id": project["id"], "tasks": tasks, "mask": mask}
+
+
+def test_broken_tasks_are_reported_by_name_and_the_good_one_is_served(
+    broken_project: dict[str, Any], running_backend: RunningBackend, label_studio: Any
+) -> None:
+    _, missing, corrupt, small = broken_project["tasks"]
+    health = requests.get(f"{running_backend.url}/health", timeout=10).json()
+    errors = health["projects"][str(broken_project["id"])]["task_errors"]
+    assert set(errors) == {str(missing), str(corrupt), str(small)}
+    assert errors[str(missing)].startswith(f"task {missing}: cannot download /data/local-files/?d=broken/missing.png")
+    assert errors[str(corrupt)].startswith(
+        f"task {corrupt}: image /data/local-files/?d=broken/corrupt.png is not a readable image"
+    )
+    assert errors[str(small)] == (
+        f"task {small}: pseudo_mask /data/local-files/?d=broken/small_mask.png is 32x32 "
+        "but the image is 64x48 (width x height)"
+    )
+    tasks = [label_studio.client().get_task(task) for task in broken_project["tasks"]]
+    response = requests.post(
+        f"{running_backend.url}/predict",
+        json={"tasks": tasks, "project": f"{broken_project['id']}.1", "label_config": brush_config(CLASSES)},
+        timeout=10,
+    )
+    results = response.json()["results"]
+    assert results[1:] == [[], [], []]
+    (prediction,) = [results[0]]
+    assert {r["value"]["brushlabels"][0] for r in prediction["result"]} == {"background", "road", "car"}
+
+
+def test_label_studio_asks_for_predictions_and_stores_the_decodable_mask(
+    broken_project: dict[str, Any], label_studio: Any
+) -> None:
+    good = broken_project["tasks"][0]
+    client: LabelStudioClient = label_studio.client()
+    for prediction in client.list_predictions(good):
+        client.delete_prediction(prediction["id"])
+    client.retrieve_predictions(broken_project["id"], [good])
+    (prediction,) = client.list_predictions(good)
+    assert prediction["model_version"] == "alc-r0"
+    config = parse_image_config(brush_config(CLASSES))
+    labels = labels_from_brush_results(prediction["result"], config, 48, 64)
+    assert np.array_equal(labels, broken_project["mask"])
+
+
+def test_a_write_back_while_label_studio_is_down_is_retried_until_it_lands(
+    broken_project: dict[str, Any], running_backend: RunningBackend, label_studio: Any
+) -> None:
+    good = broken_project["tasks"][0]
+    client: LabelStudioClient = label_studio.client()
+    for prediction in client.list_predictions(good):
+        client.delete_prediction(prediction["id"])
+    label_studio.stop_temporarily()
+    try:
+        running_backend.backend.runner.submit("write_back", broken_project["id"])
+        eventually(
+            lambda: bool(running_backend.backend.runner.status()["retrying"]),
+            "the job to be scheduled for a retry",
+            120,
+        )
+    finally:
+        label_studio.restart()
+    running_backend.wait(300)
+    predictions = label_studio.client().list_predictions(good)
+    assert [p["model_version"] for p in predictions] == ["alc-r0"], "written exactly once"
+    assert running_backend.backend.runner.status()["done"] >= 2

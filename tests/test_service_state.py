@@ -1,0 +1,141 @@
+"""Answers merged from out-of-order events, labels composed from answers, settings, the job runner."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from alc_backend.engine.corrections import AutoCorrection
+from alc_backend.jobs import InProcessRunner
+from alc_backend.service.answers import answered_superpixels, compose_labels, live_answers, record_event
+from alc_backend.service.settings import BackendSettings, SettingsError
+from alc_backend.service.workspace import AnswerRecord, QueryRecord
+
+T1, T2, T3 = "2026-11-22T01:00:00Z", "2026-11-22T01:00:05Z", "2026-11-22T01:00:09Z"
+
+
+def test_an_update_replaces_an_answer_and_a_late_duplicate_of_the_creation_is_ignored() -> None:
+    answers: dict[int, AnswerRecord] = {}
+    assert record_event(answers, AnswerRecord(7, 40, 1, T1))
+    assert record_event(answers, AnswerRecord(7, 40, 2, T2))
+    assert not record_event(answers, AnswerRecord(7, 40, 1, T1)), "the stale creation event arrived late"
+    assert not record_event(answers, AnswerRecord(7, 40, 2, T2)), "an exact duplicate changes nothing"
+    assert answers[7].answer == 2
+
+
+def test_a_deletion_is_final_even_when_older_events_arrive_after_it() -> None:
+    answers = {7: AnswerRecord(7, 40, 1, T1)}
+    assert record_event(answers, AnswerRecord(7, -1, None, "", deleted=True))
+    assert answers[7].deleted and answers[7].query_task == 40, "the deletion keeps the query it belonged to"
+    assert not record_event(answers, AnswerRecord(7, 40, 2, T3))
+    assert live_answers(answers) == {}
+
+
+def test_the_newest_live_annotation_of_a_query_is_its_answer() -> None:
+    answers = {
+        1: AnswerRecord(1, 40, 0, T1),
+        2: AnswerRecord(2, 40, 3, T2),
+        3: AnswerRecord(3, 41, None, T1),
+        4: AnswerRecord(4, 40, 5, T3, deleted=True),
+    }
+    assert {task: record.answer for task, record in live_answers(answers).items()} == {40: 3, 41: None}
+    queries = {
+        40: QueryRecord(40, image_task=9, superpixel=2, row=0, col=0, proposed=0, label_before=0, round=1, rank=0),
+        41: QueryRecord(41, image_task=9, superpixel=5, row=0, col=0, proposed=0, label_before=0, round=1, rank=1),
+    }
+    assert answered_superpixels(answers, queries) == {9: {2: 3}}, "a skipped query (None) relabels nothing"
+
+
+def test_labels_are_pseudo_labels_then_corrections_then_answers_then_drawn_masks() -> None:
+    pseudo = np.array([[0, 0, 1], [1, 1, 1]], dtype=np.uint8)
+    superpixels = np.array([[0, 0, 1], [2, 2, 1]])
+    lcm = AutoCorrection(
+        corrector="lcm", round=1, image="9", superpixel=2, old_class=1, new_class=2, confidence=0.99, runs=((3, 2, 1),)
+    )
+    labels = compose_labels(pseudo, superpixels, [lcm], {1: 0})
+    assert labels.tolist() == [[0, 0, 0], [2, 2, 0]]
+    answered_over_correction = compose_labels(pseudo, superpixels, [lcm], {2: 1})
+    assert answered_over_correction.tolist() == [[0, 0, 1], [1, 1, 1]]
+    drawn = np.full((2, 3), 255, dtype=np.uint8)
+    drawn[0, 0] = 3
+    assert compose_labels(pseudo, superpixels, [lcm], {1: 0}, drawn).tolist() == [[3, 0, 0], [2, 2, 0]]
+    with pytest.raises(ValueError, match=r"the drawn mask is \(1, 3\) but the image is \(2, 3\)"):
+        compose_labels(pseudo, superpixels, [], {}, drawn[:1])
+
+
+def test_settings_come_from_the_environment_and_bad_values_are_named() -> None:
+    settings = BackendSettings.from_env(
+        {
+            "MODEL_DIR": "/tmp/ws",
+            "ALC_QUERIES_PER_ROUND": "12",
+            "ALC_METHOD": "sim+plar",
+            "LABEL_STUDIO_URL": "http://x/",
+        }
+    )
+    assert (str(settings.model_dir), settings.queries_per_round, settings.method) == ("/tmp/ws", 12, "sim+plar")
+    assert settings.label_studio_url == "http://x"
+    with pytest.raises(SettingsError, match="ALC_QUERIES_PER_ROUND must be an integer, got 'many'"):
+        BackendSettings.from_env({"ALC_QUERIES_PER_ROUND": "many"})
+    with pytest.raises(SettingsError, match="ALC_METHOD: method 'abc\\+xyz': unknown auto-corrector 'xyz'"):
+        BackendSettings.from_env({"ALC_METHOD": "abc+xyz"})
+    with pytest.raises(SettingsError, match="set both BASIC_AUTH_USER and BASIC_AUTH_PASS, or neither"):
+        BackendSettings.from_env({"BASIC_AUTH_USER": "me"})
+    with pytest.raises(SettingsError, match="ALC_IMAGE_SIZE must be a positive multiple of 16, got 100"):
+        BackendSettings.from_env({"ALC_IMAGE_SIZE": "100"})
+
+
+class _Flaky(RuntimeError):
+    pass
+
+
+def test_a_burst_of_submissions_while_a_job_runs_gives_one_more_run_not_a_pile() -> None:
+    started, release = threading.Event(), threading.Event()
+    runs: list[int] = []
+
+    def train(project: int) -> None:
+        runs.append(project)
+        started.set()
+        release.wait(5)
+
+    runner = InProcessRunner({"train": train})
+    try:
+        runner.submit("train", 1)
+        assert started.wait(5)
+        for _ in range(100):
+            runner.submit("train", 1)
+        assert [job["kind"] for job in runner.status()["queued"]] == ["train"]
+        release.set()
+        assert runner.wait_idle(10)
+        assert runs == [1, 1], "the run that began on older data is followed by exactly one more"
+    finally:
+        runner.stop()
+
+
+def test_a_transient_failure_is_retried_and_a_lasting_one_is_kept_with_its_traceback() -> None:
+    attempts: list[float] = []
+
+    def flaky(project: int) -> None:
+        attempts.append(time.monotonic())
+        if len(attempts) < 3:
+            raise _Flaky("Label Studio is down")
+
+    def broken(project: int) -> None:
+        raise KeyError("no such task")
+
+    runner = InProcessRunner({"flaky": flaky, "broken": broken}, transient=(_Flaky,), retry_delays_s=(0.05, 0.05, 0.05))
+    try:
+        runner.submit("flaky", 3)
+        runner.submit("broken", 4)
+        assert runner.wait_idle(10)
+        status = runner.status()
+        assert len(attempts) == 3 and status["done"] == 1
+        (failure,) = status["failed"]
+        assert (failure["kind"], failure["project"], failure["attempts"]) == ("broken", 4, 1)
+        assert "KeyError: 'no such task'" in failure["traceback"]
+        with pytest.raises(ValueError, match="unknown job kind 'nope'; known: flaky, broken"):
+            runner.submit("nope", 1)
+    finally:
+        runner.stop()
