@@ -12,6 +12,7 @@ from alc_backend.engine.lcm import LCMConfig
 from alc_backend.engine.oracle import ORACLE_MODES
 from alc_backend.engine.plar import PLARConfig
 from alc_backend.engine.superpixels import SUPERPIXEL_ALGORITHMS
+from alc_backend.labelstudio.client import LabelStudioAPIError, LabelStudioUnavailable
 from alc_backend.simulation.correctors import FEATURE_KINDS, AutoCorrectionConfig
 
 
@@ -21,7 +22,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args))
-    except (ValueError, FileNotFoundError) as error:  # DatasetError and config errors are ValueErrors
+    except (ValueError, FileNotFoundError, LabelStudioUnavailable, LabelStudioAPIError) as error:
+        # DatasetError, LabelConfigError and settings errors are ValueErrors
         print(f"alc-backend: error: {error}", file=sys.stderr)
         return 2
 

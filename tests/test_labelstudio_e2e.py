@@ -9,6 +9,7 @@ the pseudo-labels they started from.
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,13 +21,13 @@ import pytest
 import requests
 from backend_harness import RunningBackend, brush_config, eventually, serve_backend
 
+from alc_backend.cli import main
 from alc_backend.data.dataset import SegmentationDataset, read_label_png
 from alc_backend.data.synthetic import make_synthetic
 from alc_backend.engine.metrics import confusion_matrix, mean_iou
 from alc_backend.labelstudio.client import LabelStudioClient
 from alc_backend.labelstudio.config import parse_image_config
 from alc_backend.labelstudio.payloads import labels_from_brush_results
-from alc_backend.service.export import export_project
 from alc_backend.service.settings import BackendSettings
 
 pytestmark = [pytest.mark.slow, pytest.mark.labelstudio]
@@ -107,9 +108,9 @@ def corrected(
     ]
     task_ids = client.create_tasks(project["id"], data)
     names = dict(zip(task_ids, synthetic.train_names, strict=True))
-    response = requests.post(f"{running_backend.url}/init", json={"images_project": project["id"]}, timeout=120)
-    assert response.status_code == 200, response.text
-    query_project = response.json()["query_project"]
+    assert main(["init", "--images-project", str(project["id"]), "--backend", running_backend.url]) == 0
+    query_project = running_backend.backend.workspace(project["id"]).state().query_project
+    assert query_project is not None
     running_backend.wait_for_round(project["id"], 1)
     served: list[list[int]] = []
     answers: dict[int, int] = {}
@@ -162,15 +163,19 @@ def test_image_predictions_start_as_the_pseudo_labels_and_take_in_every_answer(
 
 
 def test_the_exported_masks_beat_the_pseudo_labels_by_a_clear_margin(
-    corrected: Corrected, client: LabelStudioClient, synthetic: SegmentationDataset, tmp_path: Path
+    corrected: Corrected, client: LabelStudioClient, label_studio: Any, synthetic: SegmentationDataset, tmp_path: Path
 ) -> None:
-    summary = export_project(client, corrected.images_project, tmp_path / "export", progress=False)
-    assert not summary.skipped
-    assert set(summary.sources) == set(synthetic.train_names)
-    assert (tmp_path / "export" / "classes.txt").read_text().split() == list(synthetic.classes)
+    out = tmp_path / "export"
+    command = ["export", "--project", str(corrected.images_project), "--out", str(out)]
+    assert main([*command, "--url", client.url, "--api-key", label_studio.token]) == 0
+    sources = json.loads((out / "sources.json").read_text())
+    assert sources["skipped"] == {}
+    assert set(sources["sources"]) == set(synthetic.train_names)
+    assert set(sources["sources"].values()) == {"prediction alc-r2"}
+    assert (out / "classes.txt").read_text().split() == list(synthetic.classes)
     num_classes = synthetic.num_classes
     exported = sum(
-        confusion_matrix(read_label_png(tmp_path / "export" / "masks" / f"{n}.png"), synthetic.mask(n), num_classes)
+        confusion_matrix(read_label_png(out / "masks" / f"{n}.png"), synthetic.mask(n), num_classes)
         for n in synthetic.train_names
     )
     pseudo = sum(confusion_matrix(synthetic.pseudo(n), synthetic.mask(n), num_classes) for n in synthetic.train_names)

@@ -17,7 +17,7 @@ def readme_commands() -> list[str]:
 
 def test_readme_starts_with_the_main_job_and_the_test_command() -> None:
     main_job, tests = readme_commands()
-    assert main_job.endswith(".venv/bin/alc-backend demo")
+    assert main_job.endswith(".venv/bin/alc-backend serve")
     assert tests.endswith(".venv/bin/python -m pytest -ra")
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from alc_backend.cli import main
 from alc_backend.server import create_app
 from alc_backend.service.backend import Backend
 from alc_backend.service.settings import BackendSettings
@@ -51,10 +52,23 @@ def test_setup_registers_the_recorded_brush_project_and_reports_its_model_versio
     assert http.get("/versions").json["versions"] == ["alc-r0"]
 
 
-def test_predict_for_a_task_not_yet_prepared_answers_at_once_with_no_result(http: FlaskClient) -> None:
+def test_predict_for_a_task_not_yet_prepared_answers_at_once_with_no_result_and_queues_preparation(
+    http: FlaskClient, backend: Backend
+) -> None:
     response = http.post("/predict", json=recorded("predict_brush_batch2.json"))
     assert response.status_code == 200
     assert response.json == {"results": [[], []]}
+    assert backend.runner.wait_idle(60)  # type: ignore[attr-defined]
+    (failure,) = backend.runner.status()["failed"]
+    assert (failure["kind"], failure["project"]) == ("prepare", 2)
+    assert failure["error"].startswith(
+        "Label Studio unavailable: GET http://127.0.0.1:9/api/tasks/ failed after 6 attempts"
+    )
+
+
+def test_init_names_a_backend_that_does_not_answer(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["init", "--images-project", "1", "--backend", "http://127.0.0.1:9"]) == 2
+    assert capsys.readouterr().err.startswith("alc-backend: error: cannot reach the backend at http://127.0.0.1:9:")
 
 
 @pytest.mark.parametrize(

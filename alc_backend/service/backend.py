@@ -37,7 +37,7 @@ from alc_backend.labelstudio.config import (
 )
 from alc_backend.labelstudio.payloads import answer_class, brush_results, query_results, validate_results
 from alc_backend.service.answers import answered_superpixels, compose_labels, live_answers, record_event
-from alc_backend.service.rounds import auto_correct, choose_queries, load_round_model, train_round_model
+from alc_backend.service.rounds import Candidate, auto_correct, choose_queries, load_round_model, train_round_model
 from alc_backend.service.settings import BackendSettings
 from alc_backend.service.sources import TaskDataError, decode_image, latest_manual_mask, pseudo_labels, task_name
 from alc_backend.service.workspace import (
@@ -478,7 +478,11 @@ class Backend:
             self.finish_round(project)
 
     def finish_round(self, project: int) -> None:
-        """Job: end the open round: auto-correct, retrain, write back, open the next round."""
+        """Job: end the open round: auto-correct, retrain, write back, open the next round.
+
+        With no round open (the last one ended but the next could not be opened, or none was
+        opened yet), it opens the next one.
+        """
         workspace = self.workspace(project)
         state = workspace.state()
         if not state.prepared:
@@ -488,8 +492,7 @@ class Backend:
         if state.query_project is None:
             return
         if not state.round_open:
-            if state.round == 0:
-                self._open_round(workspace, client, 1)
+            self._open_round(workspace, client, state.round + 1)
             return
         self._sync_answers(workspace, client, state)
         usable = self._usable_tasks(workspace)
@@ -516,24 +519,30 @@ class Backend:
             state.round_open = False
             state.model_version = f"alc-r{state.round}"
             workspace.save_state(state)
-        self._open_round(workspace, client, state.round + 1, retrain=True)
+        self._open_round(workspace, client, state.round + 1)
 
     # --- job parts ----------------------------------------------------------------------------
 
-    def _open_round(
-        self, workspace: Workspace, client: LabelStudioClient, round_index: int, retrain: bool = False
-    ) -> None:
-        """Train if needed, write the image predictions, and create round ``round_index``'s queries."""
+    def _open_round(self, workspace: Workspace, client: LabelStudioClient, round_index: int) -> None:
+        """Write the image predictions and create round ``round_index``'s queries.
+
+        The model is the one trained after ``round_index - 1`` rounds: loaded when the checkpoint
+        is that one, trained otherwise. Safe to run again after a failure: query tasks that
+        Label Studio already holds for this round are taken over, not created twice.
+        """
         state = workspace.state()
         usable = self._usable_tasks(workspace)
         if not usable or state.query_project is None:
             return
         num_classes = len(state.class_names)
-        model = None if retrain else load_round_model(workspace, self.settings)
+        model = load_round_model(workspace, self.settings) if state.model_round == round_index - 1 else None
         if model is None:
             model = train_round_model(workspace, usable, num_classes, self.settings, round_index - 1)
+            with workspace.lock:
+                state = workspace.state()
+                state.model_round = round_index - 1
+                workspace.save_state(state)
         queries = workspace.queries()
-        existing = self._existing_round_tasks(client, state, round_index)
         candidates, image_scores = choose_queries(
             workspace, model, usable, _asked(queries), num_classes, self.settings, round_index
         )
@@ -542,30 +551,12 @@ class Backend:
             records[task].score = score
         workspace.save_tasks(records)
         self._write_back(workspace, client, usable)
-        if not candidates and not existing:
+        new_queries = {task: query for task, query in queries.items() if query.round == round_index}
+        if not new_queries:
+            new_queries = self._create_queries(client, state, round_index, candidates, records)
+        if not new_queries:
             logger.info("project %s: every superpixel has been asked about; no round %d", state.project, round_index)
             return
-        if existing:
-            new_queries = existing
-        else:
-            data = [
-                {
-                    "image": records[c.image_task].image,
-                    "image_project": state.project,
-                    "image_task": c.image_task,
-                    "superpixel": c.superpixel,
-                    "round": round_index,
-                    "rank": rank,
-                }
-                for rank, c in enumerate(candidates)
-            ]
-            ids = client.create_tasks(state.query_project, data)
-            new_queries = {
-                task_id: QueryRecord(
-                    task_id, c.image_task, c.superpixel, c.row, c.col, c.proposed, c.label_before, round_index, rank
-                )
-                for rank, (task_id, c) in enumerate(zip(ids, candidates, strict=True))
-            }
         queries.update(new_queries)
         workspace.save_queries(queries)
         version = f"alc-q{round_index}"
@@ -582,20 +573,49 @@ class Backend:
             state.round_open = True
             workspace.save_state(state)
 
-    def _existing_round_tasks(
-        self, client: LabelStudioClient, state: ProjectState, round_index: int
+    def _create_queries(
+        self,
+        client: LabelStudioClient,
+        state: ProjectState,
+        round_index: int,
+        candidates: list[Candidate],
+        records: dict[int, TaskRecord],
     ) -> dict[int, QueryRecord]:
-        """Query tasks of ``round_index`` already in Label Studio (a retried job must not duplicate them)."""
+        """Create the query tasks of ``candidates``, taking over those Label Studio already holds."""
         assert state.query_project is not None
-        found: dict[int, QueryRecord] = {}
-        known = self.workspace(state.project).queries()
+        held: dict[tuple[int, int], int] = {}
         for task in client.list_tasks(state.query_project):
             data = task.get("data", {})
-            if data.get("round") != round_index or data.get("image_project") != state.project:
-                continue
-            if int(task["id"]) in known:
-                found[int(task["id"])] = known[int(task["id"])]
-        return found
+            if data.get("round") == round_index and data.get("image_project") == state.project:
+                held[(int(data["image_task"]), int(data["superpixel"]))] = int(task["id"])
+        missing = [(rank, c) for rank, c in enumerate(candidates) if (c.image_task, c.superpixel) not in held]
+        data = [
+            {
+                "image": records[c.image_task].image,
+                "image_project": state.project,
+                "image_task": c.image_task,
+                "superpixel": c.superpixel,
+                "round": round_index,
+                "rank": rank,
+            }
+            for rank, c in missing
+        ]
+        ids = client.create_tasks(state.query_project, data)
+        held.update({(c.image_task, c.superpixel): task for (_, c), task in zip(missing, ids, strict=True)})
+        return {
+            held[(c.image_task, c.superpixel)]: QueryRecord(
+                held[(c.image_task, c.superpixel)],
+                c.image_task,
+                c.superpixel,
+                c.row,
+                c.col,
+                c.proposed,
+                c.label_before,
+                round_index,
+                rank,
+            )
+            for rank, c in enumerate(candidates)
+        }
 
     def _write_back(self, workspace: Workspace, client: LabelStudioClient, tasks: list[int]) -> None:
         """Write the current labels of ``tasks`` as predictions of the current model version."""

@@ -42,7 +42,8 @@ class ProjectState:
 
     ``round`` is the number of the latest round opened (0 before the first); ``round_open``
     whether its queries are still being answered. ``model_version`` labels the image
-    predictions written last (``alc-r<finished rounds>``).
+    predictions written last (``alc-r<finished rounds>``); ``model_round`` the number of finished
+    rounds the saved model was trained after (-1: none saved).
     """
 
     project: int
@@ -52,6 +53,7 @@ class ProjectState:
     round: int = 0
     round_open: bool = False
     model_version: str = "alc-r0"
+    model_round: int = -1
     prepared: bool = False
 
 
