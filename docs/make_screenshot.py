@@ -51,6 +51,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 PAGE_TIMEOUT_MS = 60_000
+SETTLE_MS = 1000
 
 
 def connect_synthetic_project(ls: LabelStudioServer, running: RunningBackend, work_dir: Path) -> tuple[int, int]:
@@ -95,24 +96,36 @@ def log_in(page: Page, ls: LabelStudioServer) -> None:
         page.click("button[type=submit], input[type=submit]")
 
 
+def wait_for_query(page: Page) -> None:
+    """Wait until the editor shows the image, both prediction regions and a selected choice."""
+    page.wait_for_load_state("networkidle")
+    page.wait_for_selector(".konvajs-content canvas")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('img[alt=image]')].some(i => i.complete && i.naturalWidth > 0)"
+    )
+    page.wait_for_function("() => document.querySelectorAll('.lsf-outliner-item').length >= 2")
+    page.wait_for_selector(".lsf-choices .ant-checkbox-wrapper-checked")
+    page.wait_for_timeout(SETTLE_MS)
+
+
 def screenshot_task(ls: LabelStudioServer, query_project: int, task_id: int, out: Path, chromium: str) -> None:
-    """Open the task in the labeling UI, wait for image and regions, save a screenshot to ``out``."""
+    """Open the task in the labeling stream, wait for image, regions and choice, save a screenshot to ``out``.
+
+    Label Studio sizes the image to the window's height, so the choices under it start below the fold: the
+    editor is scrolled to them, as an annotator would scroll (this hides the question above the image).
+    """
     with tempfile.TemporaryDirectory(prefix="alc-chromium-") as profile, sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            profile,
-            executable_path=chromium,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport=VIEWPORT,
+            profile, executable_path=chromium, headless=True, args=CHROMIUM_ARGS, viewport=VIEWPORT
         )
         try:
             page = context.new_page()
             page.set_default_timeout(PAGE_TIMEOUT_MS)
             log_in(page, ls)
             page.goto(f"{ls.url}/projects/{query_project}/data?labeling=1&task={task_id}")
-            page.wait_for_load_state("networkidle")
-            page.wait_for_selector(".konvajs-content canvas")
-            page.wait_for_timeout(2000)
+            wait_for_query(page)
+            page.locator(".lsf-choices").scroll_into_view_if_needed()
+            page.wait_for_timeout(SETTLE_MS)
             out.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(out))
         finally:

@@ -1,0 +1,408 @@
+"""The slow work of the backend, run as jobs: prepare, reconcile, finish a round, write back.
+
+- ``prepare``: download the image project's images, compute superpixels and pseudo-labels,
+  write them back as predictions, and open the first round when a query project is linked;
+- ``reconcile``: re-apply answers that arrived by webhook (each expands to its superpixel at
+  once) and drawn masks, and finish the round when every query has an answer;
+- ``write_back``: write the current masks to the image tasks as predictions (skipping tasks
+  that already hold the current model version's, so a retried job writes each once);
+- ``finish_round``: pull all answers from Label Studio (the source of truth), run the
+  auto-correctors with the round's model, retrain, write the corrected masks back to the image
+  tasks under a new model version, rescore and open the next round.
+
+Every job may run again after a failure without doing its work twice in Label Studio.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from tqdm import tqdm
+
+from alc_backend import IGNORE_INDEX
+from alc_backend.engine.superpixels import compute_superpixels
+from alc_backend.labelstudio.client import LabelStudioClient, LabelStudioUnavailable
+from alc_backend.labelstudio.config import (
+    ImageProjectConfig,
+    LabelConfigError,
+    QueryProjectConfig,
+    parse_image_config,
+    parse_query_config,
+    query_label_config,
+)
+from alc_backend.labelstudio.payloads import answer_class, brush_results, query_results, validate_results
+from alc_backend.service.answers import answered_superpixels, compose_labels, live_answers, record_event
+from alc_backend.service.rounds import Candidate, auto_correct, choose_queries, load_round_model, train_round_model
+from alc_backend.service.settings import BackendSettings
+from alc_backend.service.sources import TaskDataError, decode_image, latest_manual_mask, pseudo_labels, task_name
+from alc_backend.service.workspace import AnswerRecord, ProjectState, QueryRecord, TaskRecord, Workspace
+
+logger = logging.getLogger(__name__)
+
+UNCERTAINTY_SAMPLING = "Uncertainty sampling"
+"""Label Studio's queue mode that serves the lowest prediction score first."""
+
+
+class ProjectWork:
+    """The jobs over image projects' workspaces, and what webhooks leave for them to do; thread-safe.
+
+    Args:
+        settings: the backend's settings.
+        connect: returns a Label Studio client (raises LabelStudioUnavailable without one).
+    """
+
+    def __init__(self, settings: BackendSettings, connect: Callable[[], LabelStudioClient]) -> None:
+        self.settings = settings
+        self.connect = connect
+        self._workspaces: dict[int, Workspace] = {}
+        self._answered: dict[int, set[int]] = {}
+        self._drawn: dict[int, set[int] | None] = {}
+        self._errors: dict[int, list[str]] = {}
+        self._lock = threading.RLock()
+
+    def workspace(self, project: int) -> Workspace:
+        with self._lock:
+            if project not in self._workspaces:
+                self._workspaces[project] = Workspace(self.settings.model_dir, project)
+            return self._workspaces[project]
+
+    def note_error(self, project: int, message: str) -> None:
+        """Keep ``message`` (the last 50 per project) for ``/health``, and log it."""
+        logger.warning("project %s: %s", project, message)
+        with self._lock:
+            errors = self._errors.setdefault(project, [])
+            if message not in errors:
+                errors.append(message)
+            del errors[:-50]
+
+    def errors_of(self, project: int) -> list[str]:
+        with self._lock:
+            return list(self._errors.get(project, []))
+
+    def mark_answered(self, project: int, image_tasks: set[int]) -> None:
+        """Answers about these image tasks changed: the next ``reconcile`` recomposes their labels."""
+        with self._lock:
+            self._answered.setdefault(project, set()).update(image_tasks)
+
+    def mark_drawn(self, project: int, tasks: set[int] | None) -> None:
+        """Masks drawn on these image tasks changed (None: on some task, unknown which)."""
+        with self._lock:
+            known = self._drawn.get(project, set())
+            self._drawn[project] = None if tasks is None or known is None else known | tasks
+
+    def prepare(self, project: int) -> None:
+        """Job: bring every task of the image project into the workspace; open round 1 if linked."""
+        workspace = self.workspace(project)
+        client = self.connect()
+        config = parse_image_config(workspace.state().label_config)
+        records = workspace.tasks()
+        tasks = client.list_tasks(project)
+        new = [task for task in tasks if int(task["id"]) not in records or records[int(task["id"])].error]
+        for task in tqdm(new, desc=f"prepare project {project}", unit="image", disable=not new):
+            records[int(task["id"])] = self._prepare_task(workspace, client, task, config)
+        workspace.save_tasks(records)
+        with workspace.lock:
+            state = workspace.state()
+            state.prepared = True
+            workspace.save_state(state)
+        if state.query_project is not None and state.round == 0:
+            self._open_round(workspace, client, 1)
+        else:
+            self._write_back(workspace, client, [int(task["id"]) for task in new])
+
+    def _prepare_task(
+        self, workspace: Workspace, client: LabelStudioClient, task: dict[str, Any], config: ImageProjectConfig
+    ) -> TaskRecord:
+        task_id = int(task["id"])
+        reference = str(task.get("data", {}).get(config.image_key) or "")
+        record = TaskRecord(task_id, task_name(task, reference), reference)
+        try:
+            if not reference:
+                raise TaskDataError(f"task {task_id} has no '{config.image_key}' in its data")
+            try:
+                data = client.download(reference)
+            except LabelStudioUnavailable:
+                raise
+            except Exception as error:
+                raise TaskDataError(f"task {task_id}: cannot download {reference}: {error}") from error
+            image = decode_image(data, f"task {task_id}: image {reference}")
+            shape = (image.shape[0], image.shape[1])
+            labels, source = pseudo_labels(task, config, shape, self.settings.pseudo_mask_key, client.download)
+            manual = latest_manual_mask(task.get("annotations") or [], config, shape)
+        except (TaskDataError, LabelConfigError) as error:
+            record.error = str(error)
+            self.note_error(workspace.project, record.error)
+            return record
+        superpixels = compute_superpixels(image, self.settings.superpixels, num_segments=self.settings.num_superpixels)
+        workspace.save_image(task_id, image)
+        workspace.save_superpixels(task_id, superpixels)
+        workspace.save_pseudo(task_id, labels)
+        workspace.save_manual(task_id, manual)
+        record.height, record.width = shape
+        record.pseudo_source = source
+        self._compose(workspace, task_id)
+        return record
+
+    def write_back(self, project: int) -> None:
+        """Job: write every task's current labels as a prediction of the current model version."""
+        workspace = self.workspace(project)
+        self._write_back(workspace, self.connect(), self.usable_tasks(workspace))
+
+    def reconcile(self, project: int) -> None:
+        """Job: re-apply the answers and drawn masks that changed; finish the round when all are answered."""
+        workspace = self.workspace(project)
+        with self._lock:
+            images = self._answered.pop(project, set())
+            drawn = self._drawn.pop(project, set())
+        if drawn is None:
+            drawn = {task for task, record in workspace.tasks().items() if not record.error}
+        manual = drawn
+        if manual:
+            client = self.connect()
+            config = parse_image_config(workspace.state().label_config)
+            records = workspace.tasks()
+            for task in manual:
+                record = records.get(task)
+                if record is None or record.error:
+                    continue
+                annotations = client.list_annotations(task)
+                try:
+                    mask = latest_manual_mask(annotations, config, (record.height, record.width))
+                except LabelConfigError as error:
+                    self.note_error(project, f"task {task}: the drawn mask cannot be used: {error}")
+                    continue
+                workspace.save_manual(task, mask)
+        for task in images | manual:
+            self._compose(workspace, task)
+        state = workspace.state()
+        if state.round_open and self._round_answered(workspace, state.round):
+            self.finish_round(project)
+
+    def finish_round(self, project: int) -> None:
+        """Job: end the open round: auto-correct, retrain, write back, open the next round.
+
+        With no round open (the last one ended but the next could not be opened, or none was
+        opened yet), it opens the next one.
+        """
+        workspace = self.workspace(project)
+        state = workspace.state()
+        if not state.prepared:
+            self.prepare(project)
+            return
+        client = self.connect()
+        if state.query_project is None:
+            return
+        if not state.round_open:
+            self._open_round(workspace, client, state.round + 1)
+            return
+        self._sync_answers(workspace, client, state)
+        usable = self.usable_tasks(workspace)
+        for task in usable:
+            self._compose(workspace, task)
+        queries = workspace.queries()
+        live = live_answers(workspace.answers())
+        round_answers = [
+            (queries[task], record.answer)
+            for task, record in live.items()
+            if task in queries and queries[task].round == state.round and record.answer is not None
+        ]
+        asked = _asked(queries)
+        model = load_round_model(workspace, self.settings)
+        num_classes = len(state.class_names)
+        if model is not None and round_answers:
+            records = auto_correct(
+                workspace, model, usable, round_answers, asked, num_classes, self.settings, state.round
+            )
+            if records:
+                workspace.save_corrections(workspace.corrections() + records)
+        with workspace.lock:
+            state = workspace.state()
+            state.round_open = False
+            state.model_version = f"alc-r{state.round}"
+            workspace.save_state(state)
+        self._open_round(workspace, client, state.round + 1)
+
+    # --- job parts ----------------------------------------------------------------------------
+
+    def _open_round(self, workspace: Workspace, client: LabelStudioClient, round_index: int) -> None:
+        """Write the image predictions and create round ``round_index``'s queries.
+
+        The model is the one trained after ``round_index - 1`` rounds: loaded when the checkpoint
+        is that one, trained otherwise. Safe to run again after a failure: query tasks that
+        Label Studio already holds for this round are taken over, not created twice.
+        """
+        state = workspace.state()
+        usable = self.usable_tasks(workspace)
+        if not usable or state.query_project is None:
+            return
+        num_classes = len(state.class_names)
+        model = load_round_model(workspace, self.settings) if state.model_round == round_index - 1 else None
+        if model is None:
+            model = train_round_model(workspace, usable, num_classes, self.settings, round_index - 1)
+            with workspace.lock:
+                state = workspace.state()
+                state.model_round = round_index - 1
+                workspace.save_state(state)
+        queries = workspace.queries()
+        candidates, image_scores = choose_queries(
+            workspace, model, usable, _asked(queries), num_classes, self.settings, round_index
+        )
+        records = workspace.tasks()
+        for task, score in image_scores.items():
+            records[task].score = score
+        workspace.save_tasks(records)
+        self._write_back(workspace, client, usable)
+        new_queries = {task: query for task, query in queries.items() if query.round == round_index}
+        if not new_queries:
+            new_queries = self._create_queries(client, state, round_index, candidates, records)
+        if not new_queries:
+            logger.info("project %s: every superpixel has been asked about; no round %d", state.project, round_index)
+            return
+        queries.update(new_queries)
+        workspace.save_queries(queries)
+        version = f"alc-q{round_index}"
+        config = parse_query_config(query_label_config(state.class_names))
+        for query in sorted(new_queries.values(), key=lambda q: q.rank):
+            if any(p.get("model_version") == version for p in client.list_predictions(query.task)):
+                continue
+            result = self.query_result(workspace, query, config)
+            client.create_prediction(query.task, result, rank_score(query.rank), version)
+        client.update_project(state.query_project, model_version=version, sampling=UNCERTAINTY_SAMPLING)
+        with workspace.lock:
+            state = workspace.state()
+            state.round = round_index
+            state.round_open = True
+            workspace.save_state(state)
+
+    def _create_queries(
+        self,
+        client: LabelStudioClient,
+        state: ProjectState,
+        round_index: int,
+        candidates: list[Candidate],
+        records: dict[int, TaskRecord],
+    ) -> dict[int, QueryRecord]:
+        """Create the query tasks of ``candidates``, taking over those Label Studio already holds."""
+        assert state.query_project is not None
+        held: dict[tuple[int, int], int] = {}
+        for task in client.list_tasks(state.query_project):
+            data = task.get("data", {})
+            if data.get("round") == round_index and data.get("image_project") == state.project:
+                held[(int(data["image_task"]), int(data["superpixel"]))] = int(task["id"])
+        missing = [(rank, c) for rank, c in enumerate(candidates) if (c.image_task, c.superpixel) not in held]
+        data = [
+            {
+                "image": records[c.image_task].image,
+                "image_project": state.project,
+                "image_task": c.image_task,
+                "superpixel": c.superpixel,
+                "round": round_index,
+                "rank": rank,
+            }
+            for rank, c in missing
+        ]
+        ids = client.create_tasks(state.query_project, data)
+        held.update({(c.image_task, c.superpixel): task for (_, c), task in zip(missing, ids, strict=True)})
+        return {
+            held[(c.image_task, c.superpixel)]: QueryRecord(
+                held[(c.image_task, c.superpixel)],
+                c.image_task,
+                c.superpixel,
+                c.row,
+                c.col,
+                c.proposed,
+                c.label_before,
+                round_index,
+                rank,
+            )
+            for rank, c in enumerate(candidates)
+        }
+
+    def _write_back(self, workspace: Workspace, client: LabelStudioClient, tasks: list[int]) -> None:
+        """Write the current labels of ``tasks`` as predictions of the current model version."""
+        state = workspace.state()
+        config = parse_image_config(state.label_config)
+        records = workspace.tasks()
+        for task in tasks:
+            record = records.get(task)
+            if record is None or record.error or not workspace.has_labels(task):
+                continue
+            labels = workspace.labels(task)
+            if not (labels != IGNORE_INDEX).any():
+                continue
+            if any(p.get("model_version") == state.model_version for p in client.list_predictions(task)):
+                continue
+            result = brush_results(labels, config)
+            validate_results(result, config)
+            client.create_prediction(task, result, record.score, state.model_version)
+        client.update_project(state.project, model_version=state.model_version)
+
+    def _sync_answers(self, workspace: Workspace, client: LabelStudioClient, state: ProjectState) -> None:
+        """Bring the cached answers in line with Label Studio's (what webhooks missed is caught here).
+
+        Annotations Label Studio no longer has are marked deleted; the others take Label
+        Studio's state unless the cache holds a newer one.
+        """
+        assert state.query_project is not None
+        config = parse_query_config(query_label_config(state.class_names))
+        fresh: dict[int, AnswerRecord] = {}
+        for task in client.list_tasks(state.query_project):
+            for annotation in task.get("annotations") or []:
+                answer = None
+                if not annotation.get("was_cancelled"):
+                    try:
+                        answer = answer_class(annotation.get("result") or [], config)
+                    except LabelConfigError as error:
+                        self.note_error(state.project, f"annotation {annotation['id']} of task {task['id']}: {error}")
+                        continue
+                fresh[int(annotation["id"])] = AnswerRecord(
+                    int(annotation["id"]), int(task["id"]), answer, str(annotation.get("updated_at"))
+                )
+        with workspace.lock:
+            answers = workspace.answers()
+            for key, record in answers.items():
+                if key not in fresh and not record.deleted:
+                    record_event(answers, AnswerRecord(key, record.query_task, None, record.updated_at, deleted=True))
+            for record in fresh.values():
+                record_event(answers, record)
+            workspace.save_answers(answers)
+
+    def _round_answered(self, workspace: Workspace, round_index: int) -> bool:
+        queries = [q for q in workspace.queries().values() if q.round == round_index]
+        live = live_answers(workspace.answers())
+        return bool(queries) and all(query.task in live for query in queries)
+
+    def _compose(self, workspace: Workspace, task: int) -> None:
+        """Rebuild task ``task``'s current labels from pseudo-labels, corrections, answers and drawn masks."""
+        answered = answered_superpixels(workspace.answers(), workspace.queries()).get(task, {})
+        corrections = [record for record in workspace.corrections() if record.image == str(task)]
+        labels = compose_labels(
+            workspace.pseudo(task), workspace.superpixels(task), corrections, answered, workspace.manual(task)
+        )
+        workspace.save_labels(task, labels)
+
+    def usable_tasks(self, workspace: Workspace) -> list[int]:
+        return sorted(t for t, r in workspace.tasks().items() if not r.error and workspace.has_labels(t))
+
+    def query_result(
+        self, workspace: Workspace, query: QueryRecord, config: QueryProjectConfig
+    ) -> list[dict[str, Any]]:
+        region = workspace.superpixels(query.image_task) == query.superpixel
+        result = query_results(region, (query.row, query.col), query.proposed, config)
+        validate_results(result, config)
+        return result
+
+
+def rank_score(rank: int) -> float:
+    """Prediction score of the query at ``rank``: Label Studio serves the lowest score first."""
+    return rank / (rank + 1.0)
+
+
+def _asked(queries: dict[int, QueryRecord]) -> dict[int, set[int]]:
+    asked: dict[int, set[int]] = {}
+    for query in queries.values():
+        asked.setdefault(query.image_task, set()).add(query.superpixel)
+    return asked
