@@ -109,11 +109,7 @@ def wait_for_query(page: Page) -> None:
 
 
 def screenshot_task(ls: LabelStudioServer, query_project: int, task_id: int, out: Path, chromium: str) -> None:
-    """Open the task in the labeling stream, wait for image, regions and choice, save a screenshot to ``out``.
-
-    Label Studio sizes the image to the window's height, so the choices under it start below the fold: the
-    editor is scrolled to them, as an annotator would scroll (this hides the question above the image).
-    """
+    """Open the task in the labeling stream, wait for image, regions and choice, save a screenshot to ``out``."""
     with tempfile.TemporaryDirectory(prefix="alc-chromium-") as profile, sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
             profile, executable_path=chromium, headless=True, args=CHROMIUM_ARGS, viewport=VIEWPORT
@@ -124,8 +120,6 @@ def screenshot_task(ls: LabelStudioServer, query_project: int, task_id: int, out
             log_in(page, ls)
             page.goto(f"{ls.url}/projects/{query_project}/data?labeling=1&task={task_id}")
             wait_for_query(page)
-            page.locator(".lsf-choices").scroll_into_view_if_needed()
-            page.wait_for_timeout(SETTLE_MS)
             out.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(out))
         finally:

@@ -131,3 +131,30 @@ def test_a_write_back_while_label_studio_is_down_is_retried_until_it_lands(
     predictions = label_studio.client().list_predictions(good)
     assert [p["model_version"] for p in predictions] == ["alc-r0"], "written exactly once"
     assert running_backend.backend.runner.status()["done"] >= 2
+
+
+def test_a_round_opened_again_takes_over_the_query_tasks_label_studio_already_holds(
+    broken_project: dict[str, Any], running_backend: RunningBackend, label_studio: Any
+) -> None:
+    """As if the backend died after creating a round's query tasks but before recording them."""
+    answer = requests.post(f"{running_backend.url}/init", json={"images_project": broken_project["id"]}, timeout=120)
+    assert answer.status_code == 200, answer.text
+    query_project = answer.json()["query_project"]
+    running_backend.wait_for_round(broken_project["id"], 1)
+    client: LabelStudioClient = label_studio.client()
+    before = sorted(task["id"] for task in client.list_tasks(query_project))
+    assert before, "round 1 created queries"
+
+    workspace = running_backend.backend.workspace(broken_project["id"])
+    recorded = workspace.queries()
+    workspace.save_queries({})
+    state = workspace.state()
+    state.round, state.round_open = 0, False
+    workspace.save_state(state)
+    running_backend.backend.runner.submit("finish_round", broken_project["id"])
+    running_backend.wait_for_round(broken_project["id"], 1)
+
+    assert sorted(task["id"] for task in client.list_tasks(query_project)) == before, "no query task twice"
+    assert workspace.queries() == recorded
+    for task in before:
+        assert [p["model_version"] for p in client.list_predictions(task)] == ["alc-q1"]

@@ -93,12 +93,19 @@ def parse_query_config(xml: str) -> QueryProjectConfig:
 
 
 def query_label_config(class_names: Sequence[str]) -> str:
-    """The labeling config of a query project for the classes ``class_names`` (choice order = class index)."""
+    """The labeling config of a query project for the classes ``class_names`` (choice order = class index).
+
+    The question and the choices come first: Label Studio sizes the image to the window's
+    height, so whatever follows it starts below the fold.
+    """
     class_names = tuple(class_names)
     _check_class_names(class_names)
     choices = "\n".join(f"    <Choice value={quoteattr(name)}/>" for name in class_names)
     return f"""<View>
   <Header value={quoteattr(QUESTION)}/>
+  <Choices name="answer" toName="image" choice="single" required="true" showInline="true">
+{choices}
+  </Choices>
   <Image name="image" value="$image" zoom="true"/>
   <BrushLabels name="region" toName="image">
     <Label value={quoteattr(REGION_LABEL)} background="#ffaa00"/>
@@ -106,9 +113,6 @@ def query_label_config(class_names: Sequence[str]) -> str:
   <KeyPointLabels name="point" toName="image">
     <Label value={quoteattr(POINT_LABEL)} background="#00ff00"/>
   </KeyPointLabels>
-  <Choices name="answer" toName="image" choice="single" required="true" showInline="true">
-{choices}
-  </Choices>
 </View>
 """
 
