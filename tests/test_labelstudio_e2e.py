@@ -27,7 +27,7 @@ from alc_backend.data.synthetic import make_synthetic
 from alc_backend.engine.metrics import confusion_matrix, mean_iou
 from alc_backend.labelstudio.client import LabelStudioClient
 from alc_backend.labelstudio.config import parse_image_config
-from alc_backend.labelstudio.payloads import labels_from_brush_results
+from alc_backend.labelstudio.payloads import brush_results, labels_from_brush_results
 from alc_backend.service.settings import BackendSettings
 
 pytestmark = [pytest.mark.slow, pytest.mark.labelstudio]
@@ -243,3 +243,31 @@ def test_a_deleted_answer_is_taken_back_and_a_replayed_webhook_changes_nothing(
     running_backend.wait()
     assert np.array_equal(workspace.labels(query.image_task), before)
     assert workspace.answers()[annotation["id"]].deleted
+
+
+def test_a_mask_drawn_on_an_image_task_overrides_the_backend_and_is_exported(
+    corrected: Corrected,
+    client: LabelStudioClient,
+    running_backend: RunningBackend,
+    synthetic: SegmentationDataset,
+    label_studio: Any,
+    tmp_path: Path,
+) -> None:
+    task, name = next(iter(corrected.names.items()))
+    config = parse_image_config(client.get_project(corrected.images_project)["label_config"])
+    truth = synthetic.mask(name)
+    annotation = client.create_annotation(task, brush_results(truth, config))
+    workspace = running_backend.backend.workspace(corrected.images_project)
+    eventually(lambda: workspace.manual(task) is not None, "the drawn mask to reach the backend")
+    running_backend.wait()
+    known = truth != 255
+    assert np.array_equal(workspace.labels(task)[known], truth[known])
+
+    out = tmp_path / "export"
+    command = ["export", "--project", str(corrected.images_project), "--out", str(out)]
+    assert main([*command, "--url", client.url, "--api-key", label_studio.token]) == 0
+    assert json.loads((out / "sources.json").read_text())["sources"][name] == "annotation"
+    assert np.array_equal(read_label_png(out / "masks" / f"{name}.png")[known], truth[known])
+
+    client.delete_annotation(annotation["id"])
+    eventually(lambda: workspace.manual(task) is None, "the deletion to reach the backend")

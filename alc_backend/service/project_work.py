@@ -155,31 +155,34 @@ class ProjectWork:
         """Job: re-apply the answers and drawn masks that changed; finish the round when all are answered."""
         workspace = self.workspace(project)
         with self._lock:
-            images = self._answered.pop(project, set())
+            answered = self._answered.pop(project, set())
             drawn = self._drawn.pop(project, set())
         if drawn is None:
             drawn = {task for task, record in workspace.tasks().items() if not record.error}
-        manual = drawn
-        if manual:
-            client = self.connect()
-            config = parse_image_config(workspace.state().label_config)
-            records = workspace.tasks()
-            for task in manual:
-                record = records.get(task)
-                if record is None or record.error:
-                    continue
-                annotations = client.list_annotations(task)
-                try:
-                    mask = latest_manual_mask(annotations, config, (record.height, record.width))
-                except LabelConfigError as error:
-                    self.note_error(project, f"task {task}: the drawn mask cannot be used: {error}")
-                    continue
-                workspace.save_manual(task, mask)
-        for task in images | manual:
+        if drawn:
+            self._read_drawn_masks(workspace, drawn)
+        for task in answered | drawn:
             self._compose(workspace, task)
         state = workspace.state()
         if state.round_open and self._round_answered(workspace, state.round):
             self.finish_round(project)
+
+    def _read_drawn_masks(self, workspace: Workspace, tasks: set[int]) -> None:
+        """Fetch the newest annotation of each image task in ``tasks`` and keep its mask (or drop the old one)."""
+        client = self.connect()
+        config = parse_image_config(workspace.state().label_config)
+        records = workspace.tasks()
+        for task in tasks:
+            record = records.get(task)
+            if record is None or record.error:
+                continue
+            annotations = client.list_annotations(task)
+            try:
+                mask = latest_manual_mask(annotations, config, (record.height, record.width))
+            except LabelConfigError as error:
+                self.note_error(workspace.project, f"task {task}: the drawn mask cannot be used: {error}")
+                continue
+            workspace.save_manual(task, mask)
 
     def finish_round(self, project: int) -> None:
         """Job: end the open round: auto-correct, retrain, write back, open the next round.
