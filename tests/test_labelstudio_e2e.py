@@ -58,9 +58,12 @@ def running_backend(label_studio: Any, tmp_path_factory: pytest.TempPathFactory)
 
 @pytest.fixture(scope="module")
 def synthetic(label_studio: Any, tmp_path_factory: pytest.TempPathFactory) -> SegmentationDataset:
-    """12 synthetic 64-px images with noisy pseudo-labels, placed under Label Studio's document root."""
+    """13 synthetic 64-px images with noisy pseudo-labels, placed under Label Studio's document root.
+
+    The last one is imported without its pseudo-labels: the backend's model labels it.
+    """
     root = tmp_path_factory.mktemp("synthetic") / "data"
-    make_synthetic(root, 12, 5, size=64, val_fraction=0.0)
+    make_synthetic(root, 13, 5, size=64, val_fraction=0.0)
     dataset = SegmentationDataset.open(root)
     shutil.copytree(root, label_studio.document_root / "synthetic")
     return dataset
@@ -73,6 +76,8 @@ class Corrected:
     images_project: int
     query_project: int
     names: dict[int, str]
+    unlabelled_task: int
+    """The task imported without pseudo-labels (left out of the mIoU comparison)."""
     served_ranks: list[list[int]]
     answers: dict[int, int]
 
@@ -104,8 +109,9 @@ def corrected(
             "pseudo_mask": f"/data/local-files/?d=synthetic/pseudo/{name}.png",
             "name": name,
         }
-        for name in synthetic.train_names
+        for name in synthetic.train_names[:-1]
     ]
+    data.append({"image": f"/data/local-files/?d=synthetic/images/{synthetic.train_names[-1]}.png"})
     task_ids = client.create_tasks(project["id"], data)
     names = dict(zip(task_ids, synthetic.train_names, strict=True))
     assert main(["init", "--images-project", str(project["id"]), "--backend", running_backend.url]) == 0
@@ -127,7 +133,7 @@ def corrected(
                 break
         served.append(ranks)
         running_backend.wait_for_round(project["id"], round_index + 1)
-    return Corrected(project["id"], query_project, names, served, answers)
+    return Corrected(project["id"], query_project, names, task_ids[-1], served, answers)
 
 
 def decode_prediction(client: LabelStudioClient, task: int, version: str, config_xml: str) -> np.ndarray:
@@ -148,7 +154,10 @@ def test_image_predictions_start_as_the_pseudo_labels_and_take_in_every_answer(
     for task, name in corrected.names.items():
         initial = decode_prediction(client, task, "alc-r0", config_xml)
         assert initial.shape == (64, 64)
-        assert np.array_equal(initial, synthetic.pseudo(name))
+        if task == corrected.unlabelled_task:
+            assert (initial != 255).all(), "the round-0 model labelled the image that came without pseudo-labels"
+        else:
+            assert np.array_equal(initial, synthetic.pseudo(name))
     assert client.get_project(corrected.images_project)["model_version"] == "alc-r2"
     workspace = running_backend.backend.workspace(corrected.images_project)
     queries = workspace.queries()
@@ -176,9 +185,11 @@ def test_the_exported_masks_beat_the_pseudo_labels_by_a_clear_margin(
     num_classes = synthetic.num_classes
     exported = sum(
         confusion_matrix(read_label_png(out / "masks" / f"{n}.png"), synthetic.mask(n), num_classes)
-        for n in synthetic.train_names
+        for n in synthetic.train_names[:-1]
     )
-    pseudo = sum(confusion_matrix(synthetic.pseudo(n), synthetic.mask(n), num_classes) for n in synthetic.train_names)
+    pseudo = sum(
+        confusion_matrix(synthetic.pseudo(n), synthetic.mask(n), num_classes) for n in synthetic.train_names[:-1]
+    )
     gain = mean_iou(exported) - mean_iou(pseudo)
     print(f"pseudo-label mIoU {mean_iou(pseudo):.1f}, exported mIoU {mean_iou(exported):.1f}, gain {gain:+.1f}")
     assert gain >= 3.0
@@ -271,3 +282,15 @@ def test_a_mask_drawn_on_an_image_task_overrides_the_backend_and_is_exported(
 
     client.delete_annotation(annotation["id"])
     eventually(lambda: workspace.manual(task) is None, "the deletion to reach the backend")
+
+
+def test_start_training_ends_the_round_before_every_query_is_answered(
+    corrected: Corrected, client: LabelStudioClient, running_backend: RunningBackend
+) -> None:
+    workspace = running_backend.backend.workspace(corrected.images_project)
+    assert workspace.state().round == 3
+    (ml_backend,) = client.list_ml_backends(corrected.query_project)
+    client.start_training(ml_backend["id"])
+    running_backend.wait_for_round(corrected.images_project, 4)
+    assert client.get_project(corrected.images_project)["model_version"] == "alc-r3"
+    assert client.get_project(corrected.query_project)["model_version"] == "alc-q4"

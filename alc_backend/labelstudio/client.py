@@ -184,6 +184,10 @@ class LabelStudioClient:
         """Connect an ML backend; Label Studio calls its /health and /setup before answering."""
         return self._json("POST", "/api/ml/", json={"project": project_id, "url": url, "title": title})
 
+    def start_training(self, ml_backend_id: int) -> None:
+        """Press the project's *Start Training*: Label Studio sends START_TRAINING to the backend's ``/webhook``."""
+        self._request("POST", f"/api/ml/{ml_backend_id}/train")
+
     def list_ml_backends(self, project_id: int) -> list[dict[str, Any]]:
         """The project's ML backends (Label Studio calls each one's /health and /setup to refresh its state)."""
         return self._json("GET", "/api/ml/", params={"project": project_id})

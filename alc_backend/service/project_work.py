@@ -20,6 +20,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+import torch
 from tqdm import tqdm
 
 from alc_backend import IGNORE_INDEX
@@ -35,7 +37,14 @@ from alc_backend.labelstudio.config import (
 )
 from alc_backend.labelstudio.payloads import answer_class, brush_results, query_results, validate_results
 from alc_backend.service.answers import answered_superpixels, compose_labels, live_answers, record_event
-from alc_backend.service.rounds import Candidate, auto_correct, choose_queries, load_round_model, train_round_model
+from alc_backend.service.rounds import (
+    Candidate,
+    auto_correct,
+    choose_queries,
+    iter_task_probs,
+    load_round_model,
+    train_round_model,
+)
 from alc_backend.service.settings import BackendSettings
 from alc_backend.service.sources import TaskDataError, decode_image, latest_manual_mask, pseudo_labels, task_name
 from alc_backend.service.workspace import AnswerRecord, ProjectState, QueryRecord, TaskRecord, Workspace
@@ -188,7 +197,8 @@ class ProjectWork:
         """Job: end the open round: auto-correct, retrain, write back, open the next round.
 
         With no round open (the last one ended but the next could not be opened, or none was
-        opened yet), it opens the next one.
+        opened yet), it opens the next one. An image project without a query project gets a
+        model trained on its labels, which then labels the tasks that had no pseudo-labels.
         """
         workspace = self.workspace(project)
         state = workspace.state()
@@ -197,6 +207,10 @@ class ProjectWork:
             return
         client = self.connect()
         if state.query_project is None:
+            usable = self.usable_tasks(workspace)
+            model = self._round_model(workspace, usable, state.round)
+            if model is not None:
+                self._write_back(workspace, client, self._label_unlabelled(workspace, model, usable))
             return
         if not state.round_open:
             self._open_round(workspace, client, state.round + 1)
@@ -242,13 +256,10 @@ class ProjectWork:
         if not usable or state.query_project is None:
             return
         num_classes = len(state.class_names)
-        model = load_round_model(workspace, self.settings) if state.model_round == round_index - 1 else None
+        model = self._round_model(workspace, usable, round_index - 1)
         if model is None:
-            model = train_round_model(workspace, usable, num_classes, self.settings, round_index - 1)
-            with workspace.lock:
-                state = workspace.state()
-                state.model_round = round_index - 1
-                workspace.save_state(state)
+            return
+        self._label_unlabelled(workspace, model, usable)
         queries = workspace.queries()
         candidates, image_scores = choose_queries(
             workspace, model, usable, _asked(queries), num_classes, self.settings, round_index
@@ -279,6 +290,39 @@ class ProjectWork:
             state.round = round_index
             state.round_open = True
             workspace.save_state(state)
+
+    def _round_model(self, workspace: Workspace, usable: list[int], after_rounds: int) -> torch.nn.Module | None:
+        """The model trained after ``after_rounds`` rounds: the saved one if it is that one, else a new one.
+
+        None (and a note in ``/health``) when no task has a labelled pixel to learn from.
+        """
+        state = workspace.state()
+        if state.model_round == after_rounds:
+            model = load_round_model(workspace, self.settings)
+            if model is not None:
+                return model
+        labelled = [task for task in usable if (workspace.labels(task) != IGNORE_INDEX).any()]
+        if not labelled:
+            self.note_error(state.project, "no task has a labelled pixel yet: nothing to train a model on")
+            return None
+        model = train_round_model(workspace, labelled, len(state.class_names), self.settings, after_rounds)
+        with workspace.lock:
+            state = workspace.state()
+            state.model_round = after_rounds
+            workspace.save_state(state)
+        return model
+
+    def _label_unlabelled(self, workspace: Workspace, model: torch.nn.Module, usable: list[int]) -> list[int]:
+        """Give the tasks that had no pseudo-label source the model's labels as pseudo-labels; returns them."""
+        records = workspace.tasks()
+        unlabelled = [task for task in usable if records[task].pseudo_source is None]
+        for task, probs in iter_task_probs(workspace, model, unlabelled, self.settings):
+            workspace.save_pseudo(task, probs.argmax(axis=0).astype(np.uint8))
+            records[task].pseudo_source = f"model after round {workspace.state().model_round}"
+            self._compose(workspace, task)
+        if unlabelled:
+            workspace.save_tasks(records)
+        return unlabelled
 
     def _create_queries(
         self,
