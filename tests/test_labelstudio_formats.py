@@ -29,7 +29,7 @@ from alc_backend.labelstudio.payloads import (
 )
 from alc_backend.labelstudio.rle import RLEError, decode_rle, encode_rle, mask_to_rle, rle_to_mask
 
-RECORDED = Path(__file__).resolve().parents[2] / "shared" / "labelstudio-1.23.2"
+RECORDED = Path(__file__).resolve().parent / "data" / "labelstudio-1.23.2"
 IMAGE_CONFIG = """<View>
   <Header value="Paint every pixel"/>
   <Image name="image" value="$image" zoom="true"/>

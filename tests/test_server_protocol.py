@@ -15,11 +15,11 @@ from alc_backend.server import create_app
 from alc_backend.service.backend import Backend
 from alc_backend.service.settings import BackendSettings
 
-RECORDED = Path(__file__).resolve().parents[2] / "shared" / "labelstudio-1.23.2"
+RECORDED = Path(__file__).resolve().parent / "data" / "labelstudio-1.23.2"
 
 
 def recorded(name: str) -> dict[str, Any]:
-    """The body of a request that a real Label Studio 1.23.2 sent (``../shared/labelstudio-1.23.2``)."""
+    """The body of a request that a real Label Studio 1.23.2 sent (copied from ``../shared/labelstudio-1.23.2``)."""
     return json.loads((RECORDED / name).read_text())["body"]
 
 
