@@ -85,6 +85,9 @@ def test_settings_come_from_the_environment_and_bad_values_are_named() -> None:
         BackendSettings.from_env({"BASIC_AUTH_USER": "me"})
     with pytest.raises(SettingsError, match="ALC_IMAGE_SIZE must be a positive multiple of 16, got 100"):
         BackendSettings.from_env({"ALC_IMAGE_SIZE": "100"})
+    with pytest.raises(SettingsError, match=r"ALC_PLAR_MIN_PRECISION: min_precision must lie in \[0, 1\], got 1.5"):
+        BackendSettings.from_env({"ALC_PLAR_MIN_PRECISION": "1.5"})
+    assert BackendSettings.from_env({"ALC_LCM_MIN_PRECISION": "0.9"}).lcm.min_precision == 0.9
 
 
 class _Flaky(RuntimeError):

@@ -16,9 +16,9 @@ import torch
 from alc_backend import IGNORE_INDEX
 from alc_backend.engine.acquisition import abc_class_weights, label_confidence, label_pixel_counts, score_superpixels
 from alc_backend.engine.corrections import AutoCorrection, apply_corrections, record_changes
-from alc_backend.engine.lcm import AnsweredSuperpixels, LCMConfig, propose_corrections
+from alc_backend.engine.lcm import AnsweredSuperpixels, propose_corrections
 from alc_backend.engine.metrics import wilson_lower_bound
-from alc_backend.engine.plar import PLARConfig, held_out_votes, refine_labels
+from alc_backend.engine.plar import held_out_votes, refine_labels
 from alc_backend.engine.pool import dominant_classes, representative_pixels
 from alc_backend.engine.segments import Segments
 from alc_backend.service.settings import BackendSettings
@@ -237,7 +237,7 @@ def _lcm(
         np.array([current[t][s] for t, s in candidates]),
         np.array([model_classes[t][s] for t, s in candidates]),
         num_classes,
-        LCMConfig(),
+        settings.lcm,
         seed=settings.seed * 1000 + round_index,
     )
     by_task: dict[int, list[int]] = {}
@@ -268,7 +268,7 @@ def _plar(
     round_index: int,
 ) -> list[AutoCorrection]:
     """PLAR on every image with answered superpixels, behind its held-out vote check."""
-    config = PLARConfig()
+    config = settings.plar
     answered_tasks = [task for task in tasks if asked.get(task)]
     device = pick_device(settings.device)
     images = ((task, workspace.image(task)) for task in answered_tasks)

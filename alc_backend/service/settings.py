@@ -7,13 +7,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
+from alc_backend.engine.lcm import LCMConfig
+from alc_backend.engine.plar import PLARConfig
 from alc_backend.engine.superpixels import SUPERPIXEL_ALGORITHMS
 from alc_backend.simulation.methods import parse_method
+
+CorrectorConfig = TypeVar("CorrectorConfig", LCMConfig, PLARConfig)
 
 
 class SettingsError(ValueError):
@@ -31,7 +37,8 @@ class BackendSettings:
     ``queries_per_round`` is B, the correction queries created per round; ``image_size`` the
     training/inference side in px (a multiple of 16); ``epochs`` per retraining. ``encoder``
     None picks the device's default; ``encoder_weights`` names a local file of initial encoder
-    weights (see ``alc-backend convert-weights``).
+    weights (see ``alc-backend convert-weights``). ``lcm``/``plar`` configure the auto-correctors
+    (the environment sets their held-out checks' ``min_precision``).
     """
 
     model_dir: Path = Path("alc-workspace")
@@ -53,6 +60,8 @@ class BackendSettings:
     encoder_weights: str | None = None
     pseudo_mask_key: str = "pseudo_mask"
     seed: int = 0
+    lcm: LCMConfig = dataclasses.field(default_factory=LCMConfig)
+    plar: PLARConfig = dataclasses.field(default_factory=PLARConfig)
 
     def __post_init__(self) -> None:
         try:
@@ -122,4 +131,16 @@ class BackendSettings:
             encoder_weights=text("ALC_ENCODER_WEIGHTS", "") or None,
             pseudo_mask_key=text("ALC_PSEUDO_MASK_KEY", defaults.pseudo_mask_key),
             seed=number("ALC_SEED", defaults.seed),
+            lcm=_config(LCMConfig, "ALC_LCM_MIN_PRECISION", real("ALC_LCM_MIN_PRECISION", defaults.lcm.min_precision)),
+            plar=_config(
+                PLARConfig, "ALC_PLAR_MIN_PRECISION", real("ALC_PLAR_MIN_PRECISION", defaults.plar.min_precision)
+            ),
         )
+
+
+def _config(kind: type[CorrectorConfig], name: str, min_precision: float) -> CorrectorConfig:
+    """An auto-corrector config with ``min_precision`` from variable ``name``; SettingsError naming it."""
+    try:
+        return kind(min_precision=min_precision)
+    except ValueError as error:
+        raise SettingsError(f"{name}: {error}") from error
