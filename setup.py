@@ -21,6 +21,9 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["alc_backend", "alc_backend.*"]),
     install_requires=requirements("requirements.txt"),
-    extras_require={"dev": requirements("requirements-dev.txt")},
+    extras_require={
+        "queue": requirements("requirements-queue.txt"),
+        "dev": requirements("requirements-dev.txt") + requirements("requirements-queue.txt"),
+    },
     entry_points={"console_scripts": ["alc-backend=alc_backend.cli:main"]},
 )

@@ -12,6 +12,7 @@ from alc_backend.engine.lcm import LCMConfig
 from alc_backend.engine.oracle import ORACLE_MODES
 from alc_backend.engine.plar import PLARConfig
 from alc_backend.engine.superpixels import SUPERPIXEL_ALGORITHMS
+from alc_backend.jobs import QueueUnavailable
 from alc_backend.labelstudio.client import LabelStudioAPIError, LabelStudioUnavailable
 from alc_backend.simulation.correctors import FEATURE_KINDS, AutoCorrectionConfig
 
@@ -22,7 +23,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args))
-    except (ValueError, FileNotFoundError, LabelStudioUnavailable, LabelStudioAPIError) as error:
+    except (ValueError, FileNotFoundError, LabelStudioUnavailable, LabelStudioAPIError, QueueUnavailable) as error:
         # DatasetError, LabelConfigError and settings errors are ValueErrors
         print(f"alc-backend: error: {error}", file=sys.stderr)
         return 2
@@ -61,6 +62,26 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=9090, help="port (default 9090)")
     serve.add_argument("--model-dir", type=Path, help="workspace folder (default: $MODEL_DIR or ./alc-workspace)")
     serve.set_defaults(handler=run_serve)
+
+    worker = commands.add_parser("worker", help="run jobs from Redis (REDIS_URL) on this machine's GPU or CPU")
+    worker.add_argument("--queues", nargs="+", help="rq queues to take jobs from (default: $ALC_QUEUE or alc)")
+    worker.add_argument("--burst", action="store_true", help="stop when the queues are empty")
+    worker.add_argument(
+        "--monitoring-interval", type=int, default=30, help="seconds between a job's heartbeats (default 30)"
+    )
+    worker.add_argument(
+        "--maintenance-interval",
+        type=int,
+        default=120,
+        help="seconds between clean-ups that retry the jobs of dead workers (default 120)",
+    )
+    worker.set_defaults(handler=run_worker)
+
+    status = commands.add_parser("status", help="show the backend's projects and jobs")
+    status.add_argument(
+        "--backend", default="http://127.0.0.1:9090", help="the running backend (default http://127.0.0.1:9090)"
+    )
+    status.set_defaults(handler=run_status)
 
     init = commands.add_parser("init", help="create the correction-query project of an image project")
     init.add_argument("--images-project", type=int, required=True, help="id of the Label Studio image project")
@@ -256,6 +277,70 @@ def run_serve(args: argparse.Namespace) -> int:
     app = create_app(settings)
     print(f"alc-backend serving on http://{args.host}:{args.port} (workspace {settings.model_dir.resolve()})")
     app.run(host=args.host, port=args.port, threaded=True)
+    return 0
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    import socket
+
+    from alc_backend.rq_jobs import connect_redis, worker_environment_problem
+    from alc_backend.service.settings import BackendSettings
+    from alc_backend.training.device import pick_device
+
+    problem = worker_environment_problem()
+    if problem:
+        raise ValueError(problem)
+    from rq import Worker
+
+    settings = BackendSettings.from_env()
+    redis = connect_redis(settings.redis_url)
+    queues = args.queues or [settings.queue]
+    device = pick_device(settings.device)
+    print(
+        f"alc-backend worker on {socket.gethostname()}: device {device}, queues {', '.join(queues)}, "
+        f"workspace {settings.model_dir.resolve()}",
+        flush=True,
+    )
+    worker = Worker(
+        queues,
+        connection=redis,
+        job_monitoring_interval=args.monitoring_interval,
+        maintenance_interval=args.maintenance_interval,
+    )
+    worker.work(burst=args.burst, with_scheduler=True)
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    import requests
+
+    try:
+        health = requests.get(f"{args.backend.rstrip('/')}/health", timeout=30).json()
+    except (requests.RequestException, ValueError) as error:
+        raise ValueError(f"cannot read {args.backend}/health: {error}") from error
+    jobs = health["jobs"]
+    print(f"jobs ({jobs['runner']}): {jobs.get('error') or ''}".rstrip())
+    if "workers" in jobs:
+        print(f"  workers: {jobs['workers']}")
+    for state in ("running", "queued", "retrying"):
+        running = jobs.get(state) or []
+        entries = running if isinstance(running, list) else [running]
+        for job in entries:
+            print(f"  {state}: {job['kind']} of project {job['project']}")
+    for job in jobs.get("failed", []):
+        last_line = (job.get("traceback") or job.get("error") or "").strip().splitlines()[-1:]
+        print(f"  failed: {job['kind']} of project {job['project']}: {' '.join(last_line)}")
+    print(f"  done: {jobs.get('done', 0)}")
+    for project, state in health["projects"].items():
+        round_state = "open" if state["round_open"] else "closed"
+        print(
+            f"project {project}: {state['tasks']} tasks, round {state['round']} ({round_state}), "
+            f"model version {state['model_version']}, query project {state['query_project']}"
+        )
+        for task, error in state["task_errors"].items():
+            print(f"  task {task}: {error}")
+        for error in state["errors"]:
+            print(f"  error: {error}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Background jobs of the backend: one interface, run in-process by default.
+"""Background jobs of the backend: one interface, run in-process by default (rq: :mod:`alc_backend.rq_jobs`).
 
 A job is a kind (``prepare``, ``reconcile``, ``finish_round``, ``write_back``) and a Label
 Studio image project id. :class:`InProcessRunner` runs them one at a time on a background
@@ -23,6 +23,10 @@ from typing import Any, Protocol
 logger = logging.getLogger(__name__)
 
 JobKey = tuple[str, int]
+
+
+class QueueUnavailable(RuntimeError):
+    """The job queue (Redis) cannot be reached; the message names its URL."""
 
 
 class JobRunner(Protocol):

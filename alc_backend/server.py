@@ -17,6 +17,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 
+from alc_backend.jobs import QueueUnavailable
 from alc_backend.labelstudio.client import LabelStudioAPIError, LabelStudioUnavailable
 from alc_backend.service.backend import Backend, BadRequest
 from alc_backend.service.settings import BackendSettings
@@ -49,6 +50,10 @@ def create_app(settings: BackendSettings | None = None, backend: Backend | None 
 
     @app.errorhandler(LabelStudioUnavailable)
     def unavailable(error: LabelStudioUnavailable) -> tuple[Response, int]:
+        return jsonify(error=str(error)), 503
+
+    @app.errorhandler(QueueUnavailable)
+    def queue_unavailable(error: QueueUnavailable) -> tuple[Response, int]:
         return jsonify(error=str(error)), 503
 
     @app.errorhandler(LabelStudioAPIError)

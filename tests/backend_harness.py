@@ -62,7 +62,9 @@ def serve_backend(
         yield RunningBackend(f"http://127.0.0.1:{server.server_port}", backend)
     finally:
         server.shutdown()
-        backend.runner.stop()  # type: ignore[attr-defined]
+        stop = getattr(backend.runner, "stop", None)
+        if stop is not None:
+            stop()
 
 
 def brush_config(class_names: tuple[str, ...] | list[str]) -> str:

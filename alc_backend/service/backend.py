@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from alc_backend.jobs import InProcessRunner, JobRunner
+from alc_backend.jobs import InProcessRunner, JobRunner, QueueUnavailable
 from alc_backend.labelstudio.client import LabelStudioClient, LabelStudioUnavailable
 from alc_backend.labelstudio.config import (
     LabelConfigError,
@@ -23,6 +23,7 @@ from alc_backend.labelstudio.config import (
 )
 from alc_backend.labelstudio.payloads import answer_class, brush_results, validate_results
 from alc_backend.service.answers import record_event
+from alc_backend.service.notes import MemoryNotes, RedisNotes, WorkNotes
 from alc_backend.service.project_work import UNCERTAINTY_SAMPLING, ProjectWork, rank_score
 from alc_backend.service.settings import BackendSettings
 from alc_backend.service.workspace import (
@@ -68,8 +69,14 @@ class Backend:
         self.settings = settings
         self.settings.model_dir.mkdir(parents=True, exist_ok=True)
         self._connection: tuple[str, str] = (settings.label_studio_url, settings.api_key)
-        self.work = ProjectWork(settings, self.client)
-        self.runner = runner or InProcessRunner(
+        notes: WorkNotes = MemoryNotes()
+        if runner is None and settings.redis_url:
+            from alc_backend.rq_jobs import RQRunner, key_prefix
+
+            runner = RQRunner(settings)
+            notes = RedisNotes(runner.redis, settings.redis_url, key_prefix(settings.queue))
+        self.work = ProjectWork(settings, self.client, notes, submit=self.submit)
+        self.runner: JobRunner = runner or InProcessRunner(
             {
                 "prepare": self.work.prepare,
                 "reconcile": self.work.reconcile,
@@ -81,6 +88,16 @@ class Backend:
         )
 
     # --- small helpers ----------------------------------------------------------------------
+
+    def _errors_of(self, project: int) -> list[str]:
+        try:
+            return self.work.notes.errors_of(project)
+        except QueueUnavailable as error:
+            return [f"cannot read the jobs' errors: {error}"]
+
+    def submit(self, kind: str, project: int) -> None:
+        """Queue job ``kind`` for ``project`` on the runner (in-process, or rq when ``REDIS_URL`` is set)."""
+        self.runner.submit(kind, project)
 
     def workspace(self, project: int) -> Workspace:
         return self.work.workspace(project)
@@ -145,7 +162,7 @@ class Backend:
                 state = ProjectState(project, list(config.class_names), label_config)
             workspace.save_state(state)
         if not state.prepared:
-            self.runner.submit("prepare", project)
+            self.submit("prepare", project)
         return state.model_version
 
     def predict(self, project_ref: Any, tasks: list[dict[str, Any]], label_config: str) -> list[Any]:
@@ -174,7 +191,7 @@ class Backend:
             validate_results(result, config)
             results.append({"result": result, "score": record.score, "model_version": state.model_version})
         if missing:
-            self.runner.submit("prepare", image_project)
+            self.submit("prepare", image_project)
         return results
 
     def _predict_queries(self, workspace: Workspace, state: ProjectState, tasks: list[dict[str, Any]]) -> list[Any]:
@@ -214,7 +231,7 @@ class Backend:
                 "model_version": state.model_version,
                 "tasks": len(tasks),
                 "task_errors": {str(t): r.error for t, r in tasks.items() if r.error},
-                "errors": self.work.errors_of(project),
+                "errors": self._errors_of(project),
             }
         return {"status": "UP", "model_class": "alc-backend", "jobs": self.runner.status(), "projects": projects}
 
@@ -232,7 +249,7 @@ class Backend:
         if image_project is None:
             return {"status": "ignored", "reason": f"project {project} is not served by this backend"}
         if action == "START_TRAINING":
-            self.runner.submit("finish_round", image_project)
+            self.submit("finish_round", image_project)
             return {"status": "queued", "job": "finish_round"}
         if action == "PROJECT_UPDATED":
             if image_project == project:
@@ -276,20 +293,20 @@ class Backend:
                 touched = {answers[e.annotation].query_task for e in changed}
         if not changed:
             return {"status": "duplicate"}
-        self.work.mark_answered(image_project, {queries[t].image_task for t in touched if t in queries})
-        self.runner.submit("reconcile", image_project)
+        self.work.notes.mark_answered(image_project, {queries[t].image_task for t in touched if t in queries})
+        self.submit("reconcile", image_project)
         return {"status": "queued", "job": "reconcile"}
 
     def _image_annotation_event(self, project: int, action: str, payload: dict[str, Any]) -> dict[str, Any]:
         if action == "ANNOTATIONS_DELETED":
-            self.work.mark_drawn(project, None)
+            self.work.notes.mark_drawn(project, None)
         else:
             annotation = payload.get("annotation") or {}
             task = annotation.get("task") or (payload.get("task") or {}).get("id")
             if task is None:
                 raise BadRequest(f"the {action} payload names no task")
-            self.work.mark_drawn(project, {int(task)})
-        self.runner.submit("reconcile", project)
+            self.work.notes.mark_drawn(project, {int(task)})
+        self.submit("reconcile", project)
         return {"status": "queued", "job": "reconcile"}
 
     def _query_config(self, workspace: Workspace, payload: dict[str, Any]) -> QueryProjectConfig:
@@ -339,7 +356,7 @@ class Backend:
         for target in (image_project, query_project):
             self._connect(client, target, backend_url)
         client.update_project(image_project, sampling=UNCERTAINTY_SAMPLING)
-        self.runner.submit("prepare", image_project)
+        self.submit("prepare", image_project)
         return {"images_project": image_project, "query_project": query_project, "created": created}
 
     def _connect(self, client: LabelStudioClient, project: int, backend_url: str) -> None:

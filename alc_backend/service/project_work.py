@@ -37,6 +37,7 @@ from alc_backend.labelstudio.config import (
 )
 from alc_backend.labelstudio.payloads import answer_class, brush_results, query_results, validate_results
 from alc_backend.service.answers import answered_superpixels, compose_labels, live_answers, record_event
+from alc_backend.service.notes import MemoryNotes, WorkNotes
 from alc_backend.service.rounds import (
     Candidate,
     auto_correct,
@@ -61,15 +62,22 @@ class ProjectWork:
     Args:
         settings: the backend's settings.
         connect: returns a Label Studio client (raises LabelStudioUnavailable without one).
+        notes: where webhooks leave marks and jobs note errors (default: in this process).
+        submit: queues another job (``kind``, project); None runs follow-up work at once.
     """
 
-    def __init__(self, settings: BackendSettings, connect: Callable[[], LabelStudioClient]) -> None:
+    def __init__(
+        self,
+        settings: BackendSettings,
+        connect: Callable[[], LabelStudioClient],
+        notes: WorkNotes | None = None,
+        submit: Callable[[str, int], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.connect = connect
+        self.notes: WorkNotes = notes if notes is not None else MemoryNotes()
+        self.submit = submit
         self._workspaces: dict[int, Workspace] = {}
-        self._answered: dict[int, set[int]] = {}
-        self._drawn: dict[int, set[int] | None] = {}
-        self._errors: dict[int, list[str]] = {}
         self._lock = threading.RLock()
 
     def workspace(self, project: int) -> Workspace:
@@ -79,28 +87,8 @@ class ProjectWork:
             return self._workspaces[project]
 
     def note_error(self, project: int, message: str) -> None:
-        """Keep ``message`` (the last 50 per project) for ``/health``, and log it."""
-        logger.warning("project %s: %s", project, message)
-        with self._lock:
-            errors = self._errors.setdefault(project, [])
-            if message not in errors:
-                errors.append(message)
-            del errors[:-50]
-
-    def errors_of(self, project: int) -> list[str]:
-        with self._lock:
-            return list(self._errors.get(project, []))
-
-    def mark_answered(self, project: int, image_tasks: set[int]) -> None:
-        """Answers about these image tasks changed: the next ``reconcile`` recomposes their labels."""
-        with self._lock:
-            self._answered.setdefault(project, set()).update(image_tasks)
-
-    def mark_drawn(self, project: int, tasks: set[int] | None) -> None:
-        """Masks drawn on these image tasks changed (None: on some task, unknown which)."""
-        with self._lock:
-            known = self._drawn.get(project, set())
-            self._drawn[project] = None if tasks is None or known is None else known | tasks
+        """Keep ``message`` for ``/health`` (see :mod:`alc_backend.service.notes`), and log it."""
+        self.notes.note_error(project, message)
 
     def prepare(self, project: int) -> None:
         """Job: bring every task of the image project into the workspace; open round 1 if linked."""
@@ -163,9 +151,7 @@ class ProjectWork:
     def reconcile(self, project: int) -> None:
         """Job: re-apply the answers and drawn masks that changed; finish the round when all are answered."""
         workspace = self.workspace(project)
-        with self._lock:
-            answered = self._answered.pop(project, set())
-            drawn = self._drawn.pop(project, set())
+        answered, drawn = self.notes.take(project)
         if drawn is None:
             drawn = {task for task, record in workspace.tasks().items() if not record.error}
         if drawn:
@@ -174,7 +160,10 @@ class ProjectWork:
             self._compose(workspace, task)
         state = workspace.state()
         if state.round_open and self._round_answered(workspace, state.round):
-            self.finish_round(project)
+            if self.submit is None:
+                self.finish_round(project)
+            else:
+                self.submit("finish_round", project)
 
     def _read_drawn_masks(self, workspace: Workspace, tasks: set[int]) -> None:
         """Fetch the newest annotation of each image task in ``tasks`` and keep its mask (or drop the old one)."""

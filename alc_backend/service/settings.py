@@ -33,7 +33,9 @@ class BackendSettings:
     ``label_studio_url``/``api_key`` may be empty: the backend then falls back to the
     ``hostname``/``access_token`` that Label Studio sends with ``/setup``.
     ``backend_url`` is this backend's URL as Label Studio reaches it (for webhooks and for
-    connecting query projects); empty means "the URL the request came in on".
+    connecting query projects); empty means "the URL the request came in on". ``redis_url``
+    (``REDIS_URL``) switches the jobs to rq workers on the queue ``queue`` (``ALC_QUEUE``); a
+    failed rq job is retried once after ``job_retry_delay_s`` (``ALC_JOB_RETRY_DELAY_S``).
     ``queries_per_round`` is B, the correction queries created per round; ``image_size`` the
     training/inference side in px (a multiple of 16); ``epochs`` per retraining. ``encoder``
     None picks the device's default; ``encoder_weights`` names a local file of initial encoder
@@ -47,6 +49,9 @@ class BackendSettings:
     basic_auth_user: str = ""
     basic_auth_pass: str = ""
     backend_url: str = ""
+    redis_url: str = ""
+    queue: str = "alc"
+    job_retry_delay_s: int = 30
     method: str = "abc+lcm"
     queries_per_round: int = 50
     superpixels: str = "slic"
@@ -118,6 +123,9 @@ class BackendSettings:
             basic_auth_user=text("BASIC_AUTH_USER", ""),
             basic_auth_pass=text("BASIC_AUTH_PASS", ""),
             backend_url=text("ALC_BACKEND_URL", "").rstrip("/"),
+            redis_url=text("REDIS_URL", ""),
+            queue=text("ALC_QUEUE", defaults.queue),
+            job_retry_delay_s=number("ALC_JOB_RETRY_DELAY_S", defaults.job_retry_delay_s),
             method=text("ALC_METHOD", defaults.method),
             queries_per_round=number("ALC_QUERIES_PER_ROUND", defaults.queries_per_round),
             superpixels=text("ALC_SUPERPIXELS", defaults.superpixels),
