@@ -85,8 +85,11 @@ class RQRunner:
         """Enqueue ``kind`` for ``project`` unless one is already waiting; QueueUnavailable if Redis is down."""
         if kind not in JOB_KINDS:
             raise ValueError(f"unknown job kind {kind!r}; known: {', '.join(JOB_KINDS)}")
+        key = pending_key(self.queue.name, kind, project)
         try:
-            if self.redis.set(pending_key(self.queue.name, kind, project), "1", nx=True, ex=PENDING_TTL_S):
+            if not self.redis.set(key, "1", nx=True, ex=PENDING_TTL_S):
+                return
+            try:
                 self.queue.enqueue(
                     run_job,
                     kind,
@@ -97,6 +100,9 @@ class RQRunner:
                     meta={"kind": kind, "project": int(project)},
                     failure_ttl=7 * 24 * 3600,
                 )
+            except BaseException:
+                self.redis.delete(key)
+                raise
         except RedisError as error:
             raise QueueUnavailable(f"Redis at {self.settings.redis_url} is unreachable: {error}") from error
 
