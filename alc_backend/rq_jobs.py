@@ -43,7 +43,9 @@ from alc_backend.service.notes import RedisNotes
 from alc_backend.service.project_work import ProjectWork
 from alc_backend.service.settings import BackendSettings
 
-JOB_KINDS = ("prepare", "reconcile", "finish_round", "write_back")
+JOB_KINDS = ("prepare", "prepare_part", "reconcile", "finish_round", "write_back")
+UNLOCKED_KINDS = ("prepare_part",)
+"""Jobs that run beside the project's other jobs: the parts of a preparation write disjoint files."""
 JOB_TIMEOUT_S = 24 * 3600
 """Longest a job may run before rq stops it (a long training on a large project)."""
 PENDING_TTL_S = 3600
@@ -155,6 +157,9 @@ def run_job(kind: str, project: int) -> None:
         notes=RedisNotes(redis, settings.redis_url, key_prefix(settings.queue)),
         submit=runner.submit,
     )
+    if kind in UNLOCKED_KINDS:
+        getattr(work, kind)(project)
+        return
     with project_lock(redis, f"{key_prefix(settings.queue)}:lock:{project}"):
         getattr(work, kind)(project)
 

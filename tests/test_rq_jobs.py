@@ -47,6 +47,7 @@ def env(label_studio: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str
         "ALC_EPOCHS": "3",
         "ALC_DEVICE": "cpu",
         "ALC_JOB_RETRY_DELAY_S": "1",
+        "ALC_PREPARE_CHUNK": "3",
     }
 
 
@@ -94,10 +95,12 @@ def burst(
     label_studio: Any,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, Any]:
-    """Connect a project through a worker, answer its 100 queries at once from 8 threads, write back."""
+    """Connect a project through two workers (its 8 images prepared in parts of 3), answer its 100
+    queries at once from 8 threads, write back."""
     project, names = import_project(label_studio, dataset, "queued")
     client: LabelStudioClient = label_studio.client()
-    with rq_worker(env, tmp_path_factory.mktemp("logs") / "worker.log"):
+    logs = tmp_path_factory.mktemp("logs")
+    with rq_worker(env, logs / "worker-1.log"), rq_worker(env, logs / "worker-2.log"):
         answer = requests.post(f"{running.url}/init", json={"images_project": project}, timeout=120)
         assert answer.status_code == 200, answer.text
         query_project = answer.json()["query_project"]
@@ -124,7 +127,17 @@ def burst(
 
 
 def test_every_job_kind_runs_on_a_worker(burst: dict[str, Any]) -> None:
-    assert {"prepare", "reconcile", "finish_round", "write_back"} <= set(burst["kinds"])
+    assert {"prepare", "prepare_part", "reconcile", "finish_round", "write_back"} <= set(burst["kinds"])
+
+
+def test_a_large_preparation_is_split_into_parts_that_workers_take(
+    burst: dict[str, Any], running: RunningBackend, dataset: SegmentationDataset
+) -> None:
+    assert burst["kinds"].count("prepare_part") >= 3, "8 images in parts of 3"
+    records = running.backend.workspace(burst["project"]).tasks()
+    assert sorted(record.name for record in records.values()) == sorted(dataset.train_names)
+    assert not [record.error for record in records.values() if record.error]
+    assert not (running.backend.workspace(burst["project"]).root / "preparation" / "plan.json").exists()
 
 
 def test_a_burst_of_100_answers_trains_at_most_twice_and_every_answer_is_in_the_masks(

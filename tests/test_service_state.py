@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,8 +13,9 @@ import pytest
 from alc_backend.engine.corrections import AutoCorrection
 from alc_backend.jobs import InProcessRunner
 from alc_backend.service.answers import answered_superpixels, compose_labels, live_answers, record_event
+from alc_backend.service.parts import STALE_CLAIM_S, PreparationParts
 from alc_backend.service.settings import BackendSettings, SettingsError
-from alc_backend.service.workspace import AnswerRecord, QueryRecord
+from alc_backend.service.workspace import AnswerRecord, QueryRecord, TaskRecord
 
 T1, T2, T3 = "2026-11-22T01:00:00Z", "2026-11-22T01:00:05Z", "2026-11-22T01:00:09Z"
 
@@ -142,3 +145,24 @@ def test_a_transient_failure_is_retried_and_a_lasting_one_is_kept_with_its_trace
             runner.submit("nope", 1)
     finally:
         runner.stop()
+
+
+def test_preparation_parts_are_claimed_once_each_and_taken_in_when_all_are_done(tmp_path: Path) -> None:
+    parts = PreparationParts(tmp_path / "preparation")
+    parts.plan([11, 12, 13, 14, 15, 16, 17, 18], 3)
+    assert [parts.claim(), parts.claim(), parts.claim(), parts.claim()] == [
+        (0, [11, 12, 13]),
+        (1, [14, 15, 16]),
+        (2, [17, 18]),
+        None,
+    ]
+    assert not parts.unclaimed() and parts.unfinished()
+    parts.finish(1, {14: TaskRecord(14, "a", "a.png", 4, 4)})
+    assert set(parts.take_finished()) == {14} and parts.unfinished(), "the plan stays until every part is in"
+    old = time.time() - STALE_CLAIM_S - 1
+    os.utime(tmp_path / "preparation" / "claim-0", (old, old))
+    assert parts.claim() == (0, [11, 12, 13]), "a claim nobody finished in time is taken again"
+    parts.finish(0, {11: TaskRecord(11, "b", "b.png", 4, 4)})
+    parts.finish(2, {17: TaskRecord(17, "c", "c.png", 4, 4, error="broken")})
+    assert set(parts.take_finished()) == {11, 14, 17}
+    assert not parts.unfinished() and not list((tmp_path / "preparation").iterdir())

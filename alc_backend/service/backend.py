@@ -79,6 +79,7 @@ class Backend:
         self.runner: JobRunner = runner or InProcessRunner(
             {
                 "prepare": self.work.prepare,
+                "prepare_part": self.work.prepare_part,
                 "reconcile": self.work.reconcile,
                 "finish_round": self.work.finish_round,
                 "write_back": self.work.write_back,

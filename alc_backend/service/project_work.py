@@ -38,6 +38,7 @@ from alc_backend.labelstudio.config import (
 from alc_backend.labelstudio.payloads import answer_class, brush_results, query_results, validate_results
 from alc_backend.service.answers import answered_superpixels, compose_labels, live_answers, record_event
 from alc_backend.service.notes import MemoryNotes, WorkNotes
+from alc_backend.service.parts import PreparationParts
 from alc_backend.service.rounds import (
     Candidate,
     auto_correct,
@@ -91,13 +92,30 @@ class ProjectWork:
         self.notes.note_error(project, message)
 
     def prepare(self, project: int) -> None:
-        """Job: bring every task of the image project into the workspace; open round 1 if linked."""
+        """Job: bring every task of the image project into the workspace; open round 1 if linked.
+
+        More new tasks than ``settings.prepare_chunk`` are split into parts that
+        ``prepare_part`` jobs take in parallel (on as many workers as there are); each finished
+        part queues ``prepare`` again, which takes in the finished parts and goes on once the
+        last is in.
+        """
         workspace = self.workspace(project)
         client = self.connect()
         config = parse_image_config(workspace.state().label_config)
+        parts = PreparationParts(workspace.root / "preparation")
         records = workspace.tasks()
+        records.update(parts.take_finished())
+        workspace.save_tasks(records)
+        if parts.unfinished():
+            if self.submit is not None:
+                self.submit("prepare_part", project)
+            return
         tasks = client.list_tasks(project)
         new = [task for task in tasks if int(task["id"]) not in records or records[int(task["id"])].error]
+        if len(new) > self.settings.prepare_chunk and self.submit is not None:
+            parts.plan([int(task["id"]) for task in new], self.settings.prepare_chunk)
+            self.submit("prepare_part", project)
+            return
         for task in tqdm(new, desc=f"prepare project {project}", unit="image", disable=not new):
             records[int(task["id"])] = self._prepare_task(workspace, client, task, config)
         workspace.save_tasks(records)
@@ -109,6 +127,25 @@ class ProjectWork:
             self._open_round(workspace, client, 1)
         else:
             self._write_back(workspace, client, [int(task["id"]) for task in new])
+
+    def prepare_part(self, project: int) -> None:
+        """Job: prepare one part of a split preparation, queueing another ``prepare_part`` first (fan-out)."""
+        workspace = self.workspace(project)
+        parts = PreparationParts(workspace.root / "preparation")
+        claimed = parts.claim()
+        if claimed is None:
+            return
+        index, task_ids = claimed
+        if self.submit is not None and parts.unclaimed():
+            self.submit("prepare_part", project)
+        client = self.connect()
+        config = parse_image_config(workspace.state().label_config)
+        records = {}
+        for task_id in tqdm(task_ids, desc=f"prepare project {project}, part {index}", unit="image"):
+            records[task_id] = self._prepare_task(workspace, client, client.get_task(task_id), config)
+        parts.finish(index, records)
+        if self.submit is not None:
+            self.submit("prepare", project)
 
     def _prepare_task(
         self, workspace: Workspace, client: LabelStudioClient, task: dict[str, Any], config: ImageProjectConfig

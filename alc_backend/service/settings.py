@@ -35,7 +35,9 @@ class BackendSettings:
     ``backend_url`` is this backend's URL as Label Studio reaches it (for webhooks and for
     connecting query projects); empty means "the URL the request came in on". ``redis_url``
     (``REDIS_URL``) switches the jobs to rq workers on the queue ``queue`` (``ALC_QUEUE``); a
-    failed rq job is retried once after ``job_retry_delay_s`` (``ALC_JOB_RETRY_DELAY_S``).
+    failed rq job is retried once after ``job_retry_delay_s`` (``ALC_JOB_RETRY_DELAY_S``). A
+    preparation of more new tasks than ``prepare_chunk`` is split into parts of that many
+    (``ALC_PREPARE_CHUNK``), which workers take in parallel.
     ``queries_per_round`` is B, the correction queries created per round; ``image_size`` the
     training/inference side in px (a multiple of 16); ``epochs`` per retraining. ``encoder``
     None picks the device's default; ``encoder_weights`` names a local file of initial encoder
@@ -52,6 +54,7 @@ class BackendSettings:
     redis_url: str = ""
     queue: str = "alc"
     job_retry_delay_s: int = 30
+    prepare_chunk: int = 200
     method: str = "abc+lcm"
     queries_per_round: int = 50
     superpixels: str = "slic"
@@ -84,6 +87,8 @@ class BackendSettings:
             raise SettingsError(f"ALC_NUM_SUPERPIXELS must be >= 2, got {self.num_superpixels}")
         if self.image_size < 16 or self.image_size % 16:
             raise SettingsError(f"ALC_IMAGE_SIZE must be a positive multiple of 16, got {self.image_size}")
+        if self.prepare_chunk < 1:
+            raise SettingsError(f"ALC_PREPARE_CHUNK must be >= 1, got {self.prepare_chunk}")
         if self.epochs < 1:
             raise SettingsError(f"ALC_EPOCHS must be >= 1, got {self.epochs}")
         if bool(self.basic_auth_user) != bool(self.basic_auth_pass):
@@ -126,6 +131,7 @@ class BackendSettings:
             redis_url=text("REDIS_URL", ""),
             queue=text("ALC_QUEUE", defaults.queue),
             job_retry_delay_s=number("ALC_JOB_RETRY_DELAY_S", defaults.job_retry_delay_s),
+            prepare_chunk=number("ALC_PREPARE_CHUNK", defaults.prepare_chunk),
             method=text("ALC_METHOD", defaults.method),
             queries_per_round=number("ALC_QUERIES_PER_ROUND", defaults.queries_per_round),
             superpixels=text("ALC_SUPERPIXELS", defaults.superpixels),
