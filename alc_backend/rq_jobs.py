@@ -43,7 +43,7 @@ from alc_backend.service.notes import RedisNotes
 from alc_backend.service.project_work import ProjectWork
 from alc_backend.service.settings import BackendSettings
 
-JOB_KINDS = ("prepare", "prepare_part", "reconcile", "finish_round", "write_back")
+JOB_KINDS = ("prepare", "prepare_part", "reconcile", "finish_round", "write_back", "export")
 UNLOCKED_KINDS = ("prepare_part",)
 """Jobs that run beside the project's other jobs: the parts of a preparation write disjoint files."""
 JOB_TIMEOUT_S = 24 * 3600

@@ -2,7 +2,8 @@
 
 Endpoints: ``GET /health``, ``POST /setup``, ``POST /predict``, ``POST /webhook``,
 ``GET /versions``, ``POST /train`` (older Label Studio versions), plus ``POST /init`` (create the
-query project of an image project) and ``GET /jobs``. Every error is JSON: ``{"error": ...}``
+query project of an image project), ``POST /export`` (queue an export to the workspace) and
+``GET /jobs``. Every error is JSON: ``{"error": ...}``
 with 400 for a malformed request, 422 for an answer the backend cannot read, 503 when Label
 Studio is unreachable. Run it with ``alc-backend serve`` (Flask's threaded server) or, in
 production, ``gunicorn -w 1 --threads 8 'alc_backend.server:create_app()'`` (one process: the
@@ -117,6 +118,12 @@ def create_app(settings: BackendSettings | None = None, backend: Backend | None 
         title = body.get("title")
         result = backend.init_queries(int(images_project), backend_url, str(title) if title else None)
         return jsonify(result)
+
+    @app.post("/export")
+    def export() -> Response:
+        project = int(_field(_json_body(), "project", (int, str)))
+        backend.submit("export", project)
+        return jsonify(status="queued", job="export", folder=str(backend.work.export_folder(project)))
 
     @app.get("/jobs")
     def jobs() -> Response:

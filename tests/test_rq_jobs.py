@@ -46,7 +46,7 @@ def env(label_studio: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str
         "ALC_IMAGE_SIZE": "48",
         "ALC_EPOCHS": "3",
         "ALC_DEVICE": "cpu",
-        "ALC_JOB_RETRY_DELAY_S": "1",
+        "ALC_JOB_RETRY_DELAY_S": "0",
         "ALC_PREPARE_CHUNK": "3",
     }
 
@@ -122,12 +122,16 @@ def burst(
             answers = dict(pool.map(answer_query, tasks))
         running.wait_for_round(project, 2, 600)
         running.backend.submit("write_back", project)
+        exported = requests.post(f"{running.url}/export", json={"project": project}, timeout=10)
+        assert exported.status_code == 200, exported.text
         assert running.backend.runner.wait_idle(300)  # type: ignore[attr-defined]
+        folder = Path(exported.json()["folder"])
+        assert sorted(path.stem for path in (folder / "masks").glob("*.png")) == sorted(dataset.train_names)
     return {"project": project, "answers": answers, "kinds": finished_kinds(env)}
 
 
 def test_every_job_kind_runs_on_a_worker(burst: dict[str, Any]) -> None:
-    assert {"prepare", "prepare_part", "reconcile", "finish_round", "write_back"} <= set(burst["kinds"])
+    assert {"prepare", "prepare_part", "reconcile", "finish_round", "write_back", "export"} <= set(burst["kinds"])
 
 
 def test_a_large_preparation_is_split_into_parts_that_workers_take(

@@ -83,6 +83,7 @@ class Backend:
                 "reconcile": self.work.reconcile,
                 "finish_round": self.work.finish_round,
                 "write_back": self.work.write_back,
+                "export": self.work.export,
             },
             transient=(LabelStudioUnavailable,),
             retry_delays_s=retry_delays_s,

@@ -4,6 +4,7 @@
   write them back as predictions, and open the first round when a query project is linked;
 - ``reconcile``: re-apply answers that arrived by webhook (each expands to its superpixel at
   once) and drawn masks, and finish the round when every query has an answer;
+- ``export``: write the corrected data set in the VOC layout under ``MODEL_DIR/exports/``;
 - ``write_back``: write the current masks to the image tasks as predictions (skipping tasks
   that already hold the current model version's, so a retried job writes each once);
 - ``finish_round``: pull all answers from Label Studio (the source of truth), run the
@@ -18,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,6 +39,7 @@ from alc_backend.labelstudio.config import (
 )
 from alc_backend.labelstudio.payloads import answer_class, brush_results, query_results, validate_results
 from alc_backend.service.answers import answered_superpixels, compose_labels, live_answers, record_event
+from alc_backend.service.export import export_project
 from alc_backend.service.notes import MemoryNotes, WorkNotes
 from alc_backend.service.parts import PreparationParts
 from alc_backend.service.rounds import (
@@ -179,6 +182,13 @@ class ProjectWork:
         record.pseudo_source = source
         self._compose(workspace, task_id)
         return record
+
+    def export(self, project: int) -> None:
+        """Job: write the project's corrected data set to ``MODEL_DIR/exports/project-<id>/`` (VOC layout)."""
+        export_project(self.connect(), project, self.export_folder(project))
+
+    def export_folder(self, project: int) -> Path:
+        return self.settings.model_dir / "exports" / f"project-{project}"
 
     def write_back(self, project: int) -> None:
         """Job: write every task's current labels as a prediction of the current model version."""

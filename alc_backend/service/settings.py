@@ -35,7 +35,8 @@ class BackendSettings:
     ``backend_url`` is this backend's URL as Label Studio reaches it (for webhooks and for
     connecting query projects); empty means "the URL the request came in on". ``redis_url``
     (``REDIS_URL``) switches the jobs to rq workers on the queue ``queue`` (``ALC_QUEUE``); a
-    failed rq job is retried once after ``job_retry_delay_s`` (``ALC_JOB_RETRY_DELAY_S``). A
+    failed rq job is retried once after ``job_retry_delay_s`` (``ALC_JOB_RETRY_DELAY_S``; 0: at
+    once, without waiting for rq's scheduler). A
     preparation of more new tasks than ``prepare_chunk`` is split into parts of that many
     (``ALC_PREPARE_CHUNK``), which workers take in parallel.
     ``queries_per_round`` is B, the correction queries created per round; ``image_size`` the
@@ -87,6 +88,8 @@ class BackendSettings:
             raise SettingsError(f"ALC_NUM_SUPERPIXELS must be >= 2, got {self.num_superpixels}")
         if self.image_size < 16 or self.image_size % 16:
             raise SettingsError(f"ALC_IMAGE_SIZE must be a positive multiple of 16, got {self.image_size}")
+        if self.job_retry_delay_s < 0:
+            raise SettingsError(f"ALC_JOB_RETRY_DELAY_S must be >= 0, got {self.job_retry_delay_s}")
         if self.prepare_chunk < 1:
             raise SettingsError(f"ALC_PREPARE_CHUNK must be >= 1, got {self.prepare_chunk}")
         if self.epochs < 1:
