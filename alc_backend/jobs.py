@@ -36,6 +36,8 @@ class JobRunner(Protocol):
 
     def status(self) -> dict[str, Any]: ...
 
+    def wait_idle(self, timeout_s: float) -> bool: ...
+
 
 @dataclass
 class _Failure:

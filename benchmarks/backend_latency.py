@@ -62,6 +62,24 @@ QUERY_PROJECT = 2
 FIRST_QUERY_TASK = 1000
 
 
+def answer_event(query_task: int, class_name: str, annotation_id: int) -> dict[str, Any]:
+    """An ``ANNOTATION_CREATED`` webhook body answering query task ``query_task`` with ``class_name``."""
+    return {
+        "action": "ANNOTATION_CREATED",
+        "project": {"id": QUERY_PROJECT},
+        "task": {"id": query_task},
+        "annotation": {
+            "id": annotation_id,
+            "task": query_task,
+            "was_cancelled": False,
+            "updated_at": datetime.now(timezone.utc).isoformat(),
+            "result": [
+                {"from_name": "answer", "to_name": "image", "type": "choices", "value": {"choices": [class_name]}}
+            ],
+        },
+    }
+
+
 def smooth_label_map(rng: np.random.Generator, size: int, num_classes: int, grid: int) -> np.ndarray:
     """``(size, size)`` uint8 classes holding every class: the argmax of upsampled ``(grid, grid)`` normal noise."""
     while True:
@@ -291,25 +309,7 @@ def main() -> None:
             def answer(index: int) -> requests.Response:
                 query = queries[answered[index % len(answered)]]
                 choice = (query.proposed + 1 + index % (args.classes - 1)) % args.classes
-                body = {
-                    "action": "ANNOTATION_CREATED",
-                    "project": {"id": QUERY_PROJECT},
-                    "task": {"id": query.task},
-                    "annotation": {
-                        "id": next(annotation_ids),
-                        "task": query.task,
-                        "was_cancelled": False,
-                        "updated_at": datetime.now(timezone.utc).isoformat(),
-                        "result": [
-                            {
-                                "from_name": "answer",
-                                "to_name": "image",
-                                "type": "choices",
-                                "value": {"choices": [class_names[choice]]},
-                            }
-                        ],
-                    },
-                }
+                body = answer_event(query.task, class_names[choice], next(annotation_ids))
                 return session.post(f"{url}/webhook", json=body, timeout=30)
 
             def check_answer(response: requests.Response) -> None:

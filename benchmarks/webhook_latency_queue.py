@@ -42,7 +42,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +58,8 @@ if str(BENCHMARKS) not in sys.path:
     sys.path.insert(0, str(BENCHMARKS))
 
 from backend_latency import (  # noqa: E402
-    QUERY_PROJECT,
     TrainingLoad,
+    answer_event,
     build_workspace,
     cpu_model,
     measure,
@@ -123,25 +122,7 @@ def answer_sender(
     def send(index: int) -> requests.Response:
         query = queries[answered[index % len(answered)]]
         choice = (query.proposed + 1 + index % (num_classes - 1)) % num_classes
-        body = {
-            "action": "ANNOTATION_CREATED",
-            "project": {"id": QUERY_PROJECT},
-            "task": {"id": query.task},
-            "annotation": {
-                "id": next(annotation_ids),
-                "task": query.task,
-                "was_cancelled": False,
-                "updated_at": datetime.now(timezone.utc).isoformat(),
-                "result": [
-                    {
-                        "from_name": "answer",
-                        "to_name": "image",
-                        "type": "choices",
-                        "value": {"choices": [class_names[choice]]},
-                    }
-                ],
-            },
-        }
+        body = answer_event(query.task, class_names[choice], next(annotation_ids))
         return session.post(f"{url}/webhook", json=body, timeout=30)
 
     return send

@@ -32,11 +32,13 @@ from alc_backend.engine.corrections import (
     changed_runs,
     corrected_pixels,
     record_changes,
+    relabel_superpixels,
     undo_corrections,
 )
 from alc_backend.engine.lcm import (
     AnsweredSuperpixels,
     LCMConfig,
+    LCMProposal,
     answered_class_ranks,
     held_out_precision,
     propose_corrections,
@@ -697,3 +699,29 @@ def test_held_out_votes_count_what_plar_would_have_written_without_each_answer()
     # without superpixel 3, class B is verified only once: held out, superpixel 2 cannot be written
     verified_superpixels[:, 6:8] = -1
     assert held_out_votes(features, probs, labels, verified_superpixels, PLARConfig()) == (3, 2)
+
+
+def test_relabelling_whole_superpixels_records_their_old_pixels() -> None:
+    labels = np.array([[0, 0, 1], [1, 1, 1]], dtype=np.uint8)
+    superpixels = np.array([[0, 0, 1], [2, 2, 1]])
+    (record,) = relabel_superpixels(labels, superpixels, {2: (3, 0.9)}, corrector="lcm", round_index=2, image="a")
+    assert (record.superpixel, record.old_class, record.new_class, record.round) == (2, 1, 3, 2)
+    assert record.confidence == pytest.approx(0.9)
+    assert record.runs == ((3, 2, 1),)
+    assert relabel_superpixels(labels, superpixels, {0: (0, 1.0)}, corrector="lcm", round_index=2, image="a") == []
+
+
+def test_an_lcm_proposal_groups_its_selected_relabels_by_image() -> None:
+    flags = np.array([True, False, True])
+    proposal = LCMProposal(
+        predicted=np.array([2, 0, 1]),
+        confidence=np.array([0.9, 0.5, 0.99]),
+        j1=flags,
+        j2=flags,
+        j3=flags,
+        j4=flags,
+        j5=flags,
+        selected=flags,
+    )
+    grouped = proposal.relabels([("a", 4), ("a", 5), ("b", 1)])
+    assert grouped == {"a": {4: (2, pytest.approx(0.9))}, "b": {1: (1, pytest.approx(0.99))}}

@@ -124,7 +124,7 @@ def burst(
         running.backend.submit("write_back", project)
         exported = requests.post(f"{running.url}/export", json={"project": project}, timeout=10)
         assert exported.status_code == 200, exported.text
-        assert running.backend.runner.wait_idle(300)  # type: ignore[attr-defined]
+        assert running.backend.runner.wait_idle(300)
         folder = Path(exported.json()["folder"])
         assert sorted(path.stem for path in (folder / "masks").glob("*.png")) == sorted(dataset.train_names)
     return {"project": project, "answers": answers, "kinds": finished_kinds(env)}
@@ -179,7 +179,7 @@ def test_a_worker_killed_mid_round_leaves_the_last_model_and_the_job_is_retried(
         eventually(
             lambda: workspace.state().round == start_round + 1 and workspace.state().round_open, "the retry", 300
         )
-        assert running.backend.runner.wait_idle(120)  # type: ignore[attr-defined]
+        assert running.backend.runner.wait_idle(120)
     assert not running.backend.runner.status()["failed"]
     load_checkpoint(checkpoint)
     assert hashlib.sha256(checkpoint.read_bytes()).hexdigest() != before, "the retried round trained a new model"

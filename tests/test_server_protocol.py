@@ -28,7 +28,7 @@ def backend(tmp_path: Path) -> Iterator[Backend]:
     settings = BackendSettings(model_dir=tmp_path / "workspace", label_studio_url="http://127.0.0.1:9", api_key="x")
     backend = Backend(settings, retry_delays_s=())
     yield backend
-    backend.runner.stop()  # type: ignore[attr-defined]
+    backend.runner.stop()
 
 
 @pytest.fixture()
@@ -58,7 +58,7 @@ def test_predict_for_a_task_not_yet_prepared_answers_at_once_with_no_result_and_
     response = http.post("/predict", json=recorded("predict_brush_batch2.json"))
     assert response.status_code == 200
     assert response.json == {"results": [[], []]}
-    assert backend.runner.wait_idle(60)  # type: ignore[attr-defined]
+    assert backend.runner.wait_idle(60)
     (failure,) = backend.runner.status()["failed"]
     assert (failure["kind"], failure["project"]) == ("prepare", 2)
     assert failure["error"].startswith(
@@ -124,4 +124,4 @@ def test_basic_auth_when_configured(tmp_path: Path) -> None:
         assert http.get("/health", auth=("ls", "wrong")).status_code == 401
         assert http.get("/health", auth=("ls", "secret")).status_code == 200
     finally:
-        backend.runner.stop()  # type: ignore[attr-defined]
+        backend.runner.stop()

@@ -7,7 +7,7 @@ raster order, so :func:`undo_corrections` restores the labels bit for bit.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,6 +134,34 @@ def record_changes(
             )
         )
     return records
+
+
+def relabel_superpixels(
+    labels: np.ndarray,
+    superpixels: np.ndarray,
+    relabels: Mapping[int, tuple[int, float]],
+    *,
+    corrector: str,
+    round_index: int,
+    image: str,
+) -> list[AutoCorrection]:
+    """Records of relabelling whole superpixels of one image (as LCM does).
+
+    Args:
+        labels: ``(H, W)`` labels before.
+        superpixels: ``(H, W)`` ids.
+        relabels: superpixel id -> (new class, the corrector's confidence in it).
+        corrector, round_index, image: recorded as given.
+    """
+    after = labels.copy()
+    confidence = np.zeros(labels.shape)
+    for superpixel, (new_class, score) in relabels.items():
+        region = superpixels == superpixel
+        after[region] = new_class
+        confidence[region] = score
+    return record_changes(
+        labels, after, superpixels, confidence, corrector=corrector, round_index=round_index, image=image
+    )
 
 
 def apply_corrections(labels: np.ndarray, corrections: Sequence[AutoCorrection]) -> np.ndarray:

@@ -32,7 +32,9 @@ a round of wrong ones undoes human work.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -40,6 +42,8 @@ from torch import nn
 
 from alc_backend import IGNORE_INDEX
 from alc_backend.engine.metrics import wilson_lower_bound
+
+Key = TypeVar("Key", bound=Hashable)
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,17 @@ class LCMProposal:
     j4: np.ndarray
     j5: np.ndarray
     selected: np.ndarray
+
+    def relabels(self, candidates: Sequence[tuple[Key, int]]) -> dict[Key, dict[int, tuple[int, float]]]:
+        """The selected candidates grouped by image: image -> {superpixel: (class, confidence)}.
+
+        ``candidates`` names the ``M`` candidates as ``(image, superpixel id)``, in order.
+        """
+        grouped: dict[Key, dict[int, tuple[int, float]]] = {}
+        for index in np.flatnonzero(self.selected):
+            image, superpixel = candidates[index]
+            grouped.setdefault(image, {})[superpixel] = (int(self.predicted[index]), float(self.confidence[index]))
+        return grouped
 
 
 def answered_class_ranks(answer_counts: np.ndarray) -> np.ndarray:

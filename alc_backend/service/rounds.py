@@ -15,7 +15,7 @@ import torch
 
 from alc_backend import IGNORE_INDEX
 from alc_backend.engine.acquisition import abc_class_weights, label_confidence, label_pixel_counts, score_superpixels
-from alc_backend.engine.corrections import AutoCorrection, apply_corrections, record_changes
+from alc_backend.engine.corrections import AutoCorrection, apply_corrections, record_changes, relabel_superpixels
 from alc_backend.engine.lcm import AnsweredSuperpixels, propose_corrections
 from alc_backend.engine.metrics import wilson_lower_bound
 from alc_backend.engine.plar import held_out_votes, refine_labels
@@ -240,21 +240,15 @@ def _lcm(
         settings.lcm,
         seed=settings.seed * 1000 + round_index,
     )
-    by_task: dict[int, list[int]] = {}
-    for index in np.flatnonzero(proposal.selected):
-        by_task.setdefault(candidates[index][0], []).append(int(index))
     records: list[AutoCorrection] = []
-    for task, indices in by_task.items():
-        superpixels = workspace.superpixels(task)
-        before = workspace.labels(task)
-        after = before.copy()
-        confidence = np.zeros(before.shape)
-        for index in indices:
-            region = superpixels == candidates[index][1]
-            after[region] = proposal.predicted[index]
-            confidence[region] = proposal.confidence[index]
-        records += record_changes(
-            before, after, superpixels, confidence, corrector="lcm", round_index=round_index, image=str(task)
+    for task, chosen in proposal.relabels(candidates).items():
+        records += relabel_superpixels(
+            workspace.labels(task),
+            workspace.superpixels(task),
+            chosen,
+            corrector="lcm",
+            round_index=round_index,
+            image=str(task),
         )
     return records
 

@@ -37,7 +37,7 @@ from alc_backend.engine.acquisition import (
     label_pixel_counts,
     score_superpixels,
 )
-from alc_backend.engine.corrections import AutoCorrection, apply_corrections, record_changes
+from alc_backend.engine.corrections import AutoCorrection, apply_corrections, record_changes, relabel_superpixels
 from alc_backend.engine.expansion import expand_label, expansion_region
 from alc_backend.engine.lcm import AnsweredSuperpixels, propose_corrections
 from alc_backend.engine.metrics import (
@@ -395,21 +395,15 @@ class Simulation:
             self.config.auto.lcm,
             seed=context.seed * 1000 + context.round_index,
         )
-        by_image: dict[str, list[int]] = {}
-        for index in np.flatnonzero(proposal.selected):
-            by_image.setdefault(candidates[index][0], []).append(int(index))
         records: list[AutoCorrection] = []
-        for name, indices in by_image.items():
-            superpixels = self.superpixels(name)
-            before = context.store.read(name)
-            after = before.copy()
-            confidence = np.zeros(before.shape)
-            for index in indices:
-                region = superpixels == candidates[index][1]
-                after[region] = proposal.predicted[index]
-                confidence[region] = proposal.confidence[index]
-            records += record_changes(
-                before, after, superpixels, confidence, corrector="lcm", round_index=context.round_index, image=name
+        for name, chosen in proposal.relabels(candidates).items():
+            records += relabel_superpixels(
+                context.store.read(name),
+                self.superpixels(name),
+                chosen,
+                corrector="lcm",
+                round_index=context.round_index,
+                image=name,
             )
         self._apply(records, context.store, stats)
         return records, stats
