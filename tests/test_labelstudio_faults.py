@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -158,3 +159,33 @@ def test_a_round_opened_again_takes_over_the_query_tasks_label_studio_already_ho
     assert workspace.queries() == recorded
     for task in before:
         assert [p["model_version"] for p in client.list_predictions(task)] == ["alc-q1"]
+
+
+def test_a_preparation_in_parts_writes_every_task_back(
+    broken_project: dict[str, Any], label_studio: Any, tmp_path: Path
+) -> None:
+    """An image project without a query project, prepared in parts of one task (in-process runner)."""
+    settings = BackendSettings(
+        model_dir=tmp_path / "workspace",
+        label_studio_url=label_studio.url,
+        api_key=label_studio.token,
+        num_superpixels=8,
+        prepare_chunk=1,
+        device="cpu",
+    )
+    client: LabelStudioClient = label_studio.client()
+    project = client.create_project("in parts", brush_config(CLASSES))
+    folder = label_studio.document_root / "broken"
+    label_studio.add_local_storage(project["id"], folder)
+    url = label_studio.local_file_url
+    data = {"image": url(folder / "good.png"), "pseudo_mask": url(folder / "good_mask.png")}
+    tasks = client.create_tasks(project["id"], [data, data, data])
+    with serve_backend(settings) as running:
+        client.add_ml_backend(project["id"], running.url, "alc-backend")
+        eventually(lambda: running.backend.workspace(project["id"]).exists(), "Label Studio to call /setup")
+        eventually(lambda: all(client.list_predictions(task) for task in tasks), "every task to be written back", 120)
+        running.wait()
+        assert set(running.backend.workspace(project["id"]).tasks()) == set(tasks)
+        assert not (running.backend.workspace(project["id"]).root / "preparation").exists() or not list(
+            (running.backend.workspace(project["id"]).root / "preparation").iterdir()
+        )

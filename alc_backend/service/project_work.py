@@ -107,7 +107,8 @@ class ProjectWork:
         config = parse_image_config(workspace.state().label_config)
         parts = PreparationParts(workspace.root / "preparation")
         records = workspace.tasks()
-        records.update(parts.take_finished())
+        from_parts = parts.take_finished()
+        records.update(from_parts)
         workspace.save_tasks(records)
         if parts.unfinished():
             if self.submit is not None:
@@ -129,7 +130,7 @@ class ProjectWork:
         if state.query_project is not None and state.round == 0:
             self._open_round(workspace, client, 1)
         else:
-            self._write_back(workspace, client, [int(task["id"]) for task in new])
+            self._write_back(workspace, client, [*from_parts, *(int(task["id"]) for task in new)])
 
     def prepare_part(self, project: int) -> None:
         """Job: prepare one part of a split preparation, queueing another ``prepare_part`` first (fan-out)."""
