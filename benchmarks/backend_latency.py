@@ -244,8 +244,8 @@ def percentiles(times: list[float]) -> dict[str, float]:
     return {"p50": float(np.percentile(times, 50)), "p95": float(np.percentile(times, 95))}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_workspace_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of the benchmark workspace and of the measurements, shared by the latency benchmarks."""
     parser.add_argument("--images", type=int, default=20, help="image tasks in the image project")
     parser.add_argument("--size", type=int, default=512, help="image height and width in pixels")
     parser.add_argument("--classes", type=int, default=21)
@@ -257,6 +257,11 @@ def main() -> None:
     parser.add_argument("--train-epochs", type=int, default=1000, help="more than the webhook measurement needs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="write every number to this JSON file")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_workspace_arguments(parser)
     args = parser.parse_args()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     rng = np.random.default_rng(args.seed)

@@ -33,8 +33,6 @@ import logging
 import os
 import platform
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -54,11 +52,13 @@ from rq.job import Job
 from werkzeug.serving import make_server
 
 BENCHMARKS = Path(__file__).resolve().parent
-if str(BENCHMARKS) not in sys.path:
-    sys.path.insert(0, str(BENCHMARKS))
+for folder in (BENCHMARKS, BENCHMARKS.parent / "tests"):
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
 
 from backend_latency import (  # noqa: E402
     TrainingLoad,
+    add_workspace_arguments,
     answer_event,
     build_workspace,
     cpu_model,
@@ -67,6 +67,7 @@ from backend_latency import (  # noqa: E402
     running_server,
     smooth_label_map,
 )
+from rq_harness import rq_worker  # noqa: E402
 
 from alc_backend.rq_jobs import RQRunner, key_prefix  # noqa: E402
 from alc_backend.server import create_app  # noqa: E402
@@ -149,29 +150,6 @@ def running_rq_server(settings: BackendSettings) -> Iterator[tuple[str, RQRunner
         server.shutdown()
         thread.join()
         server.server_close()
-
-
-@contextmanager
-def rq_worker(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """``alc-backend worker`` with ``env`` in its own process group; SIGTERM to the group at the end."""
-    with log.open("ab") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "alc_backend.cli", "worker"],
-            env={**os.environ, **env},
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
 
 
 def delete_queue_keys(redis: Redis, queue: Queue, job_ids: set[str]) -> int:
@@ -316,18 +294,8 @@ def measure_with_worker(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=20, help="image tasks in the image project")
-    parser.add_argument("--size", type=int, default=512, help="image height and width in pixels")
-    parser.add_argument("--classes", type=int, default=21)
-    parser.add_argument("--grid", type=int, default=16, help="side of the random grid that is upsampled")
-    parser.add_argument("--superpixels", type=int, default=60, help="SLIC's target number of superpixels")
-    parser.add_argument("--queries", type=int, default=200, help="query tasks of the open round")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed calls before each measurement")
-    parser.add_argument("--calls", type=int, default=200, help="timed calls per measurement")
-    parser.add_argument("--train-epochs", type=int, default=1000, help="more than the webhook measurement needs")
+    add_workspace_arguments(parser)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=None, help="write every number to this JSON file")
     args = parser.parse_args()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     load_average = os.getloadavg()

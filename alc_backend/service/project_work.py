@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ import torch
 from tqdm import tqdm
 
 from alc_backend import IGNORE_INDEX
+from alc_backend.engine.corrections import AutoCorrection
 from alc_backend.engine.superpixels import compute_superpixels
 from alc_backend.labelstudio.client import LabelStudioClient, LabelStudioUnavailable
 from alc_backend.labelstudio.config import (
@@ -181,7 +182,7 @@ class ProjectWork:
         workspace.save_manual(task_id, manual)
         record.height, record.width = shape
         record.pseudo_source = source
-        self._compose(workspace, task_id)
+        self._compose(workspace, [task_id])
         return record
 
     def export(self, project: int) -> None:
@@ -204,8 +205,7 @@ class ProjectWork:
             drawn = {task for task, record in workspace.tasks().items() if not record.error}
         if drawn:
             self._read_drawn_masks(workspace, drawn)
-        for task in answered | drawn:
-            self._compose(workspace, task)
+        self._compose(workspace, answered | drawn)
         state = workspace.state()
         if state.round_open and self._round_answered(workspace, state.round):
             if self.submit is None:
@@ -254,8 +254,7 @@ class ProjectWork:
             return
         self._sync_answers(workspace, client, state)
         usable = self.usable_tasks(workspace)
-        for task in usable:
-            self._compose(workspace, task)
+        self._compose(workspace, usable)
         queries = workspace.queries()
         live = live_answers(workspace.answers())
         round_answers = [
@@ -356,7 +355,7 @@ class ProjectWork:
         for task, probs in iter_task_probs(workspace, model, unlabelled, self.settings):
             workspace.save_pseudo(task, probs.argmax(axis=0).astype(np.uint8))
             records[task].pseudo_source = f"model after round {workspace.state().model_round}"
-            self._compose(workspace, task)
+        self._compose(workspace, unlabelled)
         if unlabelled:
             workspace.save_tasks(records)
         return unlabelled
@@ -459,14 +458,27 @@ class ProjectWork:
         live = live_answers(workspace.answers())
         return bool(queries) and all(query.task in live for query in queries)
 
-    def _compose(self, workspace: Workspace, task: int) -> None:
-        """Rebuild task ``task``'s current labels from pseudo-labels, corrections, answers and drawn masks."""
-        answered = answered_superpixels(workspace.answers(), workspace.queries()).get(task, {})
-        corrections = [record for record in workspace.corrections() if record.image == str(task)]
-        labels = compose_labels(
-            workspace.pseudo(task), workspace.superpixels(task), corrections, answered, workspace.manual(task)
-        )
-        workspace.save_labels(task, labels)
+    def _compose(self, workspace: Workspace, tasks: Iterable[int]) -> None:
+        """Rebuild the current labels of ``tasks`` from pseudo-labels, corrections, answers and drawn masks.
+
+        The answers, queries and the correction journal are read once for all of them.
+        """
+        tasks = list(tasks)
+        if not tasks:
+            return
+        answered = answered_superpixels(workspace.answers(), workspace.queries())
+        corrections: dict[str, list[AutoCorrection]] = {}
+        for record in workspace.corrections():
+            corrections.setdefault(record.image, []).append(record)
+        for task in tasks:
+            labels = compose_labels(
+                workspace.pseudo(task),
+                workspace.superpixels(task),
+                corrections.get(str(task), []),
+                answered.get(task, {}),
+                workspace.manual(task),
+            )
+            workspace.save_labels(task, labels)
 
     def usable_tasks(self, workspace: Workspace) -> list[int]:
         return sorted(t for t, r in workspace.tasks().items() if not r.error and workspace.has_labels(t))
