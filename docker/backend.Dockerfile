@@ -18,7 +18,7 @@ WORKDIR /opt/alc-backend
 # setup.py reads README.md and every requirements*.txt (the extras); pyproject.toml names the build backend.
 COPY setup.py pyproject.toml README.md requirements*.txt ./
 COPY alc_backend/ alc_backend/
-RUN pip install '.[queue]'
+RUN pip install '.[queue,mobilesam]'
 
 # A non-root user; the workspace folder belongs to it, so a new named volume mounted there does too.
 # The worker image uses the same uid, so both can write the shared workspace.

@@ -25,7 +25,7 @@ WORKDIR /opt/alc-backend
 # setup.py reads README.md and every requirements*.txt (the extras); pyproject.toml names the build backend.
 COPY setup.py pyproject.toml README.md requirements*.txt ./
 COPY alc_backend/ alc_backend/
-RUN pip install '.[queue]'
+RUN pip install '.[queue,mobilesam]'
 
 # The same non-root user (uid 1000) as the backend image, so both write the shared workspace.
 RUN useradd --create-home --uid 1000 alc \

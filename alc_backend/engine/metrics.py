@@ -96,3 +96,28 @@ def wilson_lower_bound(share: np.ndarray, trials: np.ndarray, z: float) -> np.nd
     spread = z * np.sqrt(share * (1.0 - share) / n + z * z / (4.0 * n * n))
     bound = (share + z * z / (2.0 * n) - spread) / (1.0 + z * z / n)
     return np.where(trials > 0, bound, 0.0)
+
+
+def achievable_segmentation_accuracy(superpixels: np.ndarray, ground_truth: np.ndarray) -> float:
+    """Achievable segmentation accuracy (ASA) of a superpixel map.
+
+    The pixel accuracy reached when every superpixel takes the majority true class of its
+    labelled pixels: the best any labelling of whole superpixels can do.
+
+    Args:
+        superpixels: ``(H, W)`` int ids ``0..K-1``.
+        ground_truth: ``(H, W)`` labels in ``0..C-1`` or 255 (left out).
+
+    Returns:
+        ASA in [0, 1]; NaN when no pixel is labelled.
+    """
+    if superpixels.shape != ground_truth.shape:
+        raise ValueError(f"superpixels have shape {superpixels.shape} but ground truth has {ground_truth.shape}")
+    valid = ground_truth != IGNORE_INDEX
+    if not valid.any():
+        return math.nan
+    ids = superpixels[valid].astype(np.int64)
+    truth = ground_truth[valid].astype(np.int64)
+    num_classes = int(truth.max()) + 1
+    counts = np.bincount(ids * num_classes + truth, minlength=(int(ids.max()) + 1) * num_classes)
+    return float(counts.reshape(-1, num_classes).max(axis=1).sum() / truth.size)

@@ -16,6 +16,7 @@ Every job may run again after a failure without doing its work twice in Label St
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -28,7 +29,7 @@ from tqdm import tqdm
 
 from alc_backend import IGNORE_INDEX
 from alc_backend.engine.corrections import AutoCorrection
-from alc_backend.engine.superpixels import compute_superpixels
+from alc_backend.engine.pseudo_labels import majority_per_superpixel
 from alc_backend.labelstudio.client import LabelStudioClient, LabelStudioUnavailable
 from alc_backend.labelstudio.config import (
     ImageProjectConfig,
@@ -39,6 +40,7 @@ from alc_backend.labelstudio.config import (
     query_label_config,
 )
 from alc_backend.labelstudio.payloads import answer_class, brush_results, query_results, validate_results
+from alc_backend.preannotation.superpixel_sources import superpixel_maker
 from alc_backend.service.answers import answered_superpixels, compose_labels, live_answers, record_event
 from alc_backend.service.export import export_project
 from alc_backend.service.notes import MemoryNotes, WorkNotes
@@ -175,15 +177,21 @@ class ProjectWork:
             record.error = str(error)
             self.note_error(workspace.project, record.error)
             return record
-        superpixels = compute_superpixels(image, self.settings.superpixels, num_segments=self.settings.num_superpixels)
         workspace.save_image(task_id, image)
-        workspace.save_superpixels(task_id, superpixels)
+        self._prepare_superpixels(workspace, task_id, image)
         workspace.save_pseudo(task_id, labels)
         workspace.save_manual(task_id, manual)
         record.height, record.width = shape
         record.pseudo_source = source
         self._compose(workspace, [task_id])
         return record
+
+    def _prepare_superpixels(self, workspace: Workspace, task_id: int, image: np.ndarray) -> None:
+        """Save the task's superpixels from the configured source; kept when the image and settings are unchanged."""
+        config = self.settings.superpixel_config()
+        key = f"{hashlib.sha256(image.tobytes()).hexdigest()} {image.shape} {config.fingerprint()}"
+        if workspace.cached_superpixels(task_id, key) is None:
+            workspace.save_superpixels(task_id, superpixel_maker(config)(image), key)
 
     def export(self, project: int) -> None:
         """Job: write the project's corrected data set to ``MODEL_DIR/exports/project-<id>/`` (VOC layout)."""
@@ -349,12 +357,16 @@ class ProjectWork:
         return model
 
     def _label_unlabelled(self, workspace: Workspace, model: torch.nn.Module, usable: list[int]) -> list[int]:
-        """Give the tasks that had no pseudo-label source the model's labels as pseudo-labels; returns them."""
+        """Give the tasks that had no pseudo-label source the model's labels as pseudo-labels; returns them.
+
+        Each superpixel takes the class the model predicts for most of its pixels.
+        """
         records = workspace.tasks()
         unlabelled = [task for task in usable if records[task].pseudo_source is None]
         for task, probs in iter_task_probs(workspace, model, unlabelled, self.settings):
-            workspace.save_pseudo(task, probs.argmax(axis=0).astype(np.uint8))
-            records[task].pseudo_source = f"model after round {workspace.state().model_round}"
+            labels = majority_per_superpixel(probs.argmax(axis=0).astype(np.uint8), workspace.superpixels(task))
+            workspace.save_pseudo(task, labels)
+            records[task].pseudo_source = f"model majority per superpixel after round {workspace.state().model_round}"
         self._compose(workspace, unlabelled)
         if unlabelled:
             workspace.save_tasks(records)
@@ -405,10 +417,15 @@ class ProjectWork:
         }
 
     def _write_back(self, workspace: Workspace, client: LabelStudioClient, tasks: list[int]) -> None:
-        """Write the current labels of ``tasks`` as predictions of the current model version."""
+        """Write the current labels of ``tasks`` as predictions of the current model version.
+
+        The project's model version is switched to it once a prediction of it exists (Label
+        Studio refuses a version it holds no prediction of: tasks without labels write none).
+        """
         state = workspace.state()
         config = parse_image_config(state.label_config)
         records = workspace.tasks()
+        published = False
         for task in tasks:
             record = records.get(task)
             if record is None or record.error or not workspace.has_labels(task):
@@ -416,12 +433,14 @@ class ProjectWork:
             labels = workspace.labels(task)
             if not (labels != IGNORE_INDEX).any():
                 continue
+            published = True
             if any(p.get("model_version") == state.model_version for p in client.list_predictions(task)):
                 continue
             result = brush_results(labels, config)
             validate_results(result, config)
             client.create_prediction(task, result, record.score, state.model_version)
-        client.update_project(state.project, model_version=state.model_version)
+        if published:
+            client.update_project(state.project, model_version=state.model_version)
 
     def _sync_answers(self, workspace: Workspace, client: LabelStudioClient, state: ProjectState) -> None:
         """Bring the cached answers in line with Label Studio's (what webhooks missed is caught here).

@@ -16,7 +16,8 @@ from typing import TypeVar
 
 from alc_backend.engine.lcm import LCMConfig
 from alc_backend.engine.plar import PLARConfig
-from alc_backend.engine.superpixels import SUPERPIXEL_ALGORITHMS
+from alc_backend.preannotation.sam_superpixels import SamGeneratorSettings
+from alc_backend.preannotation.superpixel_sources import SuperpixelConfig
 from alc_backend.simulation.methods import parse_method
 
 CorrectorConfig = TypeVar("CorrectorConfig", LCMConfig, PLARConfig)
@@ -43,7 +44,9 @@ class BackendSettings:
     training/inference side in px (a multiple of 16); ``epochs`` per retraining. ``encoder``
     None picks the device's default; ``encoder_weights`` names a local file of initial encoder
     weights (see ``alc-backend convert-weights``). ``lcm``/``plar`` configure the auto-correctors
-    (the environment sets their held-out checks' ``min_precision``).
+    (the environment sets their held-out checks' ``min_precision``). ``superpixels``
+    (``ALC_SUPERPIXELS``: slic, felzenszwalb, sam or mobilesam) and the ``sam_*`` fields make
+    :meth:`superpixel_config`; ``sam_min_area`` 0 means the default smallest superpixel.
     """
 
     model_dir: Path = Path("alc-workspace")
@@ -60,6 +63,12 @@ class BackendSettings:
     queries_per_round: int = 50
     superpixels: str = "slic"
     num_superpixels: int = 60
+    sam_checkpoint: str = ""
+    sam_model_type: str = ""
+    sam_points_per_side: int = 16
+    sam_pred_iou_thresh: float = 0.88
+    sam_stability_score_thresh: float = 0.95
+    sam_min_area: int = 0
     image_size: int = 128
     epochs: int = 20
     batch_size: int = 8
@@ -79,13 +88,12 @@ class BackendSettings:
             raise SettingsError(f"ALC_METHOD: {error}") from error
         if self.queries_per_round < 1:
             raise SettingsError(f"ALC_QUERIES_PER_ROUND must be >= 1, got {self.queries_per_round}")
-        if self.superpixels not in SUPERPIXEL_ALGORITHMS:
-            raise SettingsError(
-                f"ALC_SUPERPIXELS: unknown algorithm {self.superpixels!r}; "
-                f"choose from {', '.join(SUPERPIXEL_ALGORITHMS)}"
-            )
         if self.num_superpixels < 2:
             raise SettingsError(f"ALC_NUM_SUPERPIXELS must be >= 2, got {self.num_superpixels}")
+        try:
+            self.superpixel_config()
+        except ValueError as error:
+            raise SettingsError(f"ALC_SUPERPIXELS={self.superpixels}: {error}") from error
         if self.image_size < 16 or self.image_size % 16:
             raise SettingsError(f"ALC_IMAGE_SIZE must be a positive multiple of 16, got {self.image_size}")
         if self.job_retry_delay_s < 0:
@@ -96,6 +104,22 @@ class BackendSettings:
             raise SettingsError(f"ALC_EPOCHS must be >= 1, got {self.epochs}")
         if bool(self.basic_auth_user) != bool(self.basic_auth_pass):
             raise SettingsError("set both BASIC_AUTH_USER and BASIC_AUTH_PASS, or neither")
+
+    def superpixel_config(self) -> SuperpixelConfig:
+        """The superpixel source that prepares new image tasks."""
+        return SuperpixelConfig(
+            source=self.superpixels,
+            num_superpixels=self.num_superpixels,
+            sam_checkpoint=Path(self.sam_checkpoint) if self.sam_checkpoint else None,
+            sam_model_type=self.sam_model_type or None,
+            sam=SamGeneratorSettings(
+                points_per_side=self.sam_points_per_side,
+                pred_iou_thresh=self.sam_pred_iou_thresh,
+                stability_score_thresh=self.sam_stability_score_thresh,
+            ),
+            min_area=self.sam_min_area or None,
+            device=self.device,
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> BackendSettings:
@@ -139,6 +163,12 @@ class BackendSettings:
             queries_per_round=number("ALC_QUERIES_PER_ROUND", defaults.queries_per_round),
             superpixels=text("ALC_SUPERPIXELS", defaults.superpixels),
             num_superpixels=number("ALC_NUM_SUPERPIXELS", defaults.num_superpixels),
+            sam_checkpoint=text("SAM_CHECKPOINT", ""),
+            sam_model_type=text("SAM_MODEL_TYPE", ""),
+            sam_points_per_side=number("ALC_SAM_POINTS_PER_SIDE", defaults.sam_points_per_side),
+            sam_pred_iou_thresh=real("ALC_SAM_PRED_IOU_THRESH", defaults.sam_pred_iou_thresh),
+            sam_stability_score_thresh=real("ALC_SAM_STABILITY_SCORE_THRESH", defaults.sam_stability_score_thresh),
+            sam_min_area=number("ALC_SAM_MIN_AREA", defaults.sam_min_area),
             image_size=number("ALC_IMAGE_SIZE", defaults.image_size),
             epochs=number("ALC_EPOCHS", defaults.epochs),
             batch_size=number("ALC_BATCH_SIZE", defaults.batch_size),

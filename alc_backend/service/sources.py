@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from alc_backend import IGNORE_INDEX
+from alc_backend.engine.pseudo_labels import PseudoLabelError, validate_pseudo_labels
 from alc_backend.labelstudio.config import ImageProjectConfig
 from alc_backend.labelstudio.payloads import labels_from_brush_results
 
@@ -57,18 +58,10 @@ def decode_label_map(data: bytes, shown: str, shape: tuple[int, int], num_classe
             labels = np.array(image, dtype=np.uint8)
     except (UnidentifiedImageError, OSError) as error:
         raise TaskDataError(f"{shown} is not a readable mask: {error}") from error
-    if labels.shape != shape:
-        raise TaskDataError(
-            f"{shown} is {labels.shape[1]}x{labels.shape[0]} but the image is {shape[1]}x{shape[0]} (width x height)"
-        )
-    bad = np.unique(labels[(labels >= num_classes) & (labels != IGNORE_INDEX)])
-    if bad.size:
-        raise TaskDataError(
-            f"{shown} holds class indices {bad.tolist()} but the project has {num_classes} classes "
-            f"(0..{num_classes - 1}, "
-            f"{IGNORE_INDEX} = none)"
-        )
-    return labels
+    try:
+        return validate_pseudo_labels(labels, shape, num_classes, shown)
+    except PseudoLabelError as error:
+        raise TaskDataError(str(error)) from error
 
 
 def read_mask_reference(reference: str, download: Callable[[str], bytes]) -> bytes:

@@ -9,6 +9,7 @@ Studio's database holds the human answers. Layout of ``MODEL_DIR/project-<id>/``
     answers.json              annotation id -> AnswerRecord (query task, class, updated_at)
     images/<task>.png         the downloaded image, RGB
     superpixels/<task>.png    (H, W) superpixel ids, 16-bit
+    superpixels/<task>.key    what they were computed from (image digest + source settings)
     pseudo/<task>.png         (H, W) initial labels, 255 = none
     manual/<task>.png         (H, W) a mask an annotator drew on the image task itself
     labels/<task>.png         (H, W) current labels = pseudo + auto-corrections + answers
@@ -179,8 +180,20 @@ class Workspace:
         """``(H, W)`` int32 ids 0..K-1."""
         return read_superpixel_png(self.root / "superpixels" / f"{task}.png")
 
-    def save_superpixels(self, task: int, ids: np.ndarray) -> None:
+    def save_superpixels(self, task: int, ids: np.ndarray, key: str = "") -> None:
+        """Keep ``ids``; ``key`` says what they were computed from (see :meth:`cached_superpixels`)."""
+        key_path = self.root / "superpixels" / f"{task}.key"
+        key_path.unlink(missing_ok=True)
         write_superpixel_png(self.root / "superpixels" / f"{task}.png", ids)
+        if key:
+            write_text_atomically(key_path, key)
+
+    def cached_superpixels(self, task: int, key: str) -> np.ndarray | None:
+        """The task's saved superpixels if they were computed from ``key``, else None."""
+        key_path = self.root / "superpixels" / f"{task}.key"
+        if not key or not key_path.is_file() or key_path.read_text(encoding="utf-8") != key:
+            return None
+        return self.superpixels(task)
 
     def pseudo(self, task: int) -> np.ndarray:
         """``(H, W)`` uint8 initial labels, 255 = none."""

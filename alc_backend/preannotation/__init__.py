@@ -1,0 +1,1 @@
+"""Pre-annotation with foundation models: SAM superpixels, pseudo-label sources, their weights."""
