@@ -12,7 +12,7 @@ import pytest
 from sam_checkpoints import save_random_sam
 
 from alc_backend.cli import main
-from alc_backend.data.dataset import SegmentationDataset
+from alc_backend.data.dataset import SegmentationDataset, read_label_png
 from alc_backend.data.synthetic import make_synthetic
 from alc_backend.engine.superpixels import compute_superpixels
 
@@ -123,3 +123,23 @@ def test_bad_requests_are_named(
     assert capsys.readouterr().err == (
         f"alc-backend: error: data set root {tmp_path / 'no-data'} does not exist or is not a folder\n"
     )
+
+
+def test_pseudo_labels_from_a_mask_folder_through_the_command(
+    synthetic: SegmentationDataset, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = synthetic.root
+    imported = tmp_path / "noisy-masks"
+    shutil.copytree(root / "pseudo", imported)
+    shutil.rmtree(root / "pseudo")
+    arguments = ["prepare", str(root), "--superpixels", "slic", "--pseudo", f"masks:{imported}", "--quiet"]
+    assert main(arguments) == 0
+    assert (
+        capsys.readouterr().out.splitlines()[-1]
+        == f"wrote 5 pseudo-label maps to {root / 'pseudo'} from masks:{imported}"
+    )
+    dataset = SegmentationDataset.open(root)
+    for name in [*dataset.train_names, *dataset.val_names]:
+        np.testing.assert_array_equal(dataset.pseudo(name), read_label_png(imported / f"{name}.png"))
+    assert main(["prepare", str(root), "--pseudo", "crowd:workers"]) == 2
+    assert capsys.readouterr().err.startswith("alc-backend: error: unknown pseudo-label source 'crowd:workers'; ")
