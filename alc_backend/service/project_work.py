@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from alc_backend import IGNORE_INDEX
 from alc_backend.engine.corrections import AutoCorrection
-from alc_backend.engine.pseudo_labels import majority_per_superpixel
+from alc_backend.engine.pseudo_labels import PseudoLabelError, majority_per_superpixel
 from alc_backend.labelstudio.client import LabelStudioClient, LabelStudioUnavailable
 from alc_backend.labelstudio.config import (
     ImageProjectConfig,
@@ -40,6 +40,7 @@ from alc_backend.labelstudio.config import (
     query_label_config,
 )
 from alc_backend.labelstudio.payloads import answer_class, brush_results, query_results, validate_results
+from alc_backend.preannotation.pseudo_labels import DetectorSource, load_detector
 from alc_backend.preannotation.superpixel_sources import superpixel_maker
 from alc_backend.service.answers import answered_superpixels, compose_labels, live_answers, record_event
 from alc_backend.service.export import export_project
@@ -85,6 +86,7 @@ class ProjectWork:
         self.notes: WorkNotes = notes if notes is not None else MemoryNotes()
         self.submit = submit
         self._workspaces: dict[int, Workspace] = {}
+        self._detectors: dict[tuple[str, ...], DetectorSource] = {}
         self._lock = threading.RLock()
 
     def workspace(self, project: int) -> Workspace:
@@ -178,7 +180,17 @@ class ProjectWork:
             self.note_error(workspace.project, record.error)
             return record
         workspace.save_image(task_id, image)
-        self._prepare_superpixels(workspace, task_id, image)
+        superpixels = self._prepare_superpixels(workspace, task_id, image)
+        if source is None and self.settings.pseudo_detector:
+            detector = self._detector(config.class_names)
+            try:
+                detected = detector(record.name, image, superpixels)
+            except PseudoLabelError as error:
+                record.error = f"task {task_id}: {error}"
+                self.note_error(workspace.project, record.error)
+                return record
+            if detected is not None:
+                labels, source = detected, detector.name
         workspace.save_pseudo(task_id, labels)
         workspace.save_manual(task_id, manual)
         record.height, record.width = shape
@@ -186,12 +198,28 @@ class ProjectWork:
         self._compose(workspace, [task_id])
         return record
 
-    def _prepare_superpixels(self, workspace: Workspace, task_id: int, image: np.ndarray) -> None:
-        """Save the task's superpixels from the configured source; kept when the image and settings are unchanged."""
+    def _prepare_superpixels(self, workspace: Workspace, task_id: int, image: np.ndarray) -> np.ndarray:
+        """The task's superpixels from the configured source, saved; kept when the image and settings are unchanged."""
         config = self.settings.superpixel_config()
         key = f"{hashlib.sha256(image.tobytes()).hexdigest()} {image.shape} {config.fingerprint()}"
-        if workspace.cached_superpixels(task_id, key) is None:
-            workspace.save_superpixels(task_id, superpixel_maker(config)(image), key)
+        superpixels = workspace.cached_superpixels(task_id, key)
+        if superpixels is None:
+            superpixels = superpixel_maker(config)(image)
+            workspace.save_superpixels(task_id, superpixels, key)
+        return superpixels
+
+    def _detector(self, class_names: tuple[str, ...]) -> DetectorSource:
+        """The text-prompted detector of ``ALC_PSEUDO_DETECTOR`` for these classes, loaded once."""
+        with self._lock:
+            if class_names not in self._detectors:
+                spec = self.settings.pseudo_detector
+                self._detectors[class_names] = DetectorSource(
+                    load_detector(spec, class_names),
+                    class_names,
+                    box_threshold=self.settings.pseudo_box_threshold,
+                    name=f"detector:{spec}",
+                )
+            return self._detectors[class_names]
 
     def export(self, project: int) -> None:
         """Job: write the project's corrected data set to ``MODEL_DIR/exports/project-<id>/`` (VOC layout)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,9 @@ class BackendSettings:
     (the environment sets their held-out checks' ``min_precision``). ``superpixels``
     (``ALC_SUPERPIXELS``: slic, felzenszwalb, sam or mobilesam) and the ``sam_*`` fields make
     :meth:`superpixel_config`; ``sam_min_area`` 0 means the default smallest superpixel.
+    ``pseudo_detector`` (``ALC_PSEUDO_DETECTOR``, ``package.module:factory``) names a
+    text-prompted detector that labels the tasks without a pseudo mask or foreign prediction,
+    keeping objects that score at least ``pseudo_box_threshold``.
     """
 
     model_dir: Path = Path("alc-workspace")
@@ -77,6 +81,8 @@ class BackendSettings:
     encoder: str | None = None
     encoder_weights: str | None = None
     pseudo_mask_key: str = "pseudo_mask"
+    pseudo_detector: str = ""
+    pseudo_box_threshold: float = 0.2
     seed: int = 0
     lcm: LCMConfig = dataclasses.field(default_factory=LCMConfig)
     plar: PLARConfig = dataclasses.field(default_factory=PLARConfig)
@@ -102,6 +108,10 @@ class BackendSettings:
             raise SettingsError(f"ALC_PREPARE_CHUNK must be >= 1, got {self.prepare_chunk}")
         if self.epochs < 1:
             raise SettingsError(f"ALC_EPOCHS must be >= 1, got {self.epochs}")
+        if self.pseudo_detector and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", self.pseudo_detector):
+            raise SettingsError(f"ALC_PSEUDO_DETECTOR must be package.module:factory, got {self.pseudo_detector!r}")
+        if not 0.0 <= self.pseudo_box_threshold <= 1.0:
+            raise SettingsError(f"ALC_PSEUDO_BOX_THRESHOLD must be in [0, 1], got {self.pseudo_box_threshold}")
         if bool(self.basic_auth_user) != bool(self.basic_auth_pass):
             raise SettingsError("set both BASIC_AUTH_USER and BASIC_AUTH_PASS, or neither")
 
@@ -177,6 +187,8 @@ class BackendSettings:
             encoder=text("ALC_ENCODER", "") or None,
             encoder_weights=text("ALC_ENCODER_WEIGHTS", "") or None,
             pseudo_mask_key=text("ALC_PSEUDO_MASK_KEY", defaults.pseudo_mask_key),
+            pseudo_detector=text("ALC_PSEUDO_DETECTOR", ""),
+            pseudo_box_threshold=real("ALC_PSEUDO_BOX_THRESHOLD", defaults.pseudo_box_threshold),
             seed=number("ALC_SEED", defaults.seed),
             lcm=_config(LCMConfig, "ALC_LCM_MIN_PRECISION", real("ALC_LCM_MIN_PRECISION", defaults.lcm.min_precision)),
             plar=_config(
