@@ -69,9 +69,8 @@ class SuperpixelConfig:
             if self.model_type == "vit_t" and importlib.util.find_spec("mobile_sam") is None:
                 raise ValueError(f"MobileSAM (vit_t) needs the mobilesam-mirror package: {MOBILESAM_INSTALL_HINT}")
             if self.sam_checkpoint is None:
-                hint = " (get one with: alc-backend weights mobilesam --out mobile_sam.pt)" * (
-                    self.source == "mobilesam"
-                )
+                hint = " (get one with: alc-backend weights mobilesam --out mobile_sam.pt)"
+                hint = hint if self.source == "mobilesam" else ""
                 raise ValueError(f"superpixels from {self.source} need a checkpoint: set SAM_CHECKPOINT{hint}")
             if not self.sam_checkpoint.is_file():
                 raise ValueError(f"SAM checkpoint {self.sam_checkpoint} does not exist")
