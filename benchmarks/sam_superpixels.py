@@ -29,10 +29,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 from skimage.segmentation import find_boundaries
 from tqdm import tqdm
 
-from alc_backend.engine.mask_superpixels import superpixels_from_masks
 from alc_backend.engine.metrics import achievable_segmentation_accuracy
 from alc_backend.engine.superpixels import compute_superpixels, slic_with_count
 from alc_backend.preannotation.sam_models import load_sam
@@ -51,17 +51,19 @@ def real_images() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     }
 
 
-def measure(generator: SamSuperpixels, image: np.ndarray, truth: np.ndarray) -> tuple[dict[str, float], dict]:
+def measure(
+    model: torch.nn.Module, settings: SamGeneratorSettings, image: np.ndarray, truth: np.ndarray
+) -> tuple[dict[str, float], dict]:
     """Figures of one image at one prompt grid, and the maps they were computed on."""
-    area = image.shape[0] * image.shape[1]
+    generator = SamSuperpixels(model, settings, num_superpixels=NUM_SUPERPIXELS)
+    whole_uncovered = SamSuperpixels(model, settings, num_superpixels=NUM_SUPERPIXELS, fill="components")
     started = time.perf_counter()
     masks = generator.masks(image)
     mask_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    settings = {"min_area": max(1, area // (8 * NUM_SUPERPIXELS)), "uncovered_segment_area": area / NUM_SUPERPIXELS}
-    maps = {"sam": superpixels_from_masks(masks, image, **settings)}
+    maps = {"sam": generator.from_masks(masks, image)}
     convert_seconds = time.perf_counter() - started
-    maps["sam-components"] = superpixels_from_masks(masks, image, fill="components", **settings)
+    maps["sam-components"] = whole_uncovered.from_masks(masks, image)
     count = int(maps["sam"].max()) + 1
     maps["slic"] = slic_with_count(image, count)
     maps["felzenszwalb"] = compute_superpixels(image, "felzenszwalb", num_segments=count)
@@ -106,8 +108,7 @@ def main() -> None:
     runs = [(points, name) for points in args.points_per_side for name in real_images()]
     for points, name in tqdm(runs, desc="images x grids", unit="run"):
         image, truth = real_images()[name]
-        generator = SamSuperpixels(model, SamGeneratorSettings(points_per_side=points), num_superpixels=NUM_SUPERPIXELS)
-        figures, maps = measure(generator, image, truth)
+        figures, maps = measure(model, SamGeneratorSettings(points_per_side=points), image, truth)
         results.append({"image": name, "points_per_side": points, **figures})
         panels.append((f"{name}, {points}x{points} points", image, maps))
         print(json.dumps(results[-1]))
