@@ -9,16 +9,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from alc_backend.engine.acquisition import ACQUISITION_METHODS
-from alc_backend.engine.lcm import LCMConfig
 from alc_backend.engine.oracle import ORACLE_MODES
-from alc_backend.engine.plar import PLARConfig
 from alc_backend.engine.superpixels import SUPERPIXEL_ALGORITHMS
 from alc_backend.jobs import QueueUnavailable
 from alc_backend.labelstudio.client import LabelStudioAPIError, LabelStudioUnavailable
 from alc_backend.preannotation.sam_superpixels import SamGeneratorSettings
 from alc_backend.preannotation.superpixel_sources import SUPERPIXEL_SOURCES, SuperpixelConfig
 from alc_backend.preannotation.weights import WeightsError
-from alc_backend.simulation.correctors import FEATURE_KINDS, AutoCorrectionConfig
+from alc_backend.rounds.settings import add_arguments as add_round_arguments
+from alc_backend.rounds.settings import from_arguments as round_settings_from_arguments
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -204,76 +203,21 @@ def superpixel_config(args: argparse.Namespace, source: str) -> SuperpixelConfig
 
 
 def add_simulation_arguments(parser: argparse.ArgumentParser) -> None:
+    """The simulation's own options, then one flag per round setting (:mod:`alc_backend.rounds.settings`)."""
     methods = ", ".join(ACQUISITION_METHODS)
     parser.add_argument(
         "--method",
         dest="methods",
         action="append",
         required=True,
-        help=f"ACQUISITION[+CORRECTOR...]; repeat to compare. Acquisitions: {methods}",
+        help=f"ACQUISITION[+CORRECTOR...]; repeat to compare. Acquisitions: {methods}; correctors: lcm, plar",
     )
     parser.add_argument("--rounds", type=int, default=5, help="correction rounds after round 0 (default 5)")
-    parser.add_argument("--budget", type=int, default=100, help="correction queries per round (default 100)")
     parser.add_argument("--seeds", type=parse_seeds, default=(0,), help="comma-separated seeds (default 0)")
     parser.add_argument("--oracle", choices=ORACLE_MODES, default="faithful", help="simulated annotator")
-    parser.add_argument("--eps", type=float, default=0.0, help="expansion similarity threshold of eq. 12 (default 0)")
-    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present)")
-    parser.add_argument("--encoder", default=None, help="smp encoder (default: resnet101 on GPU, a small one on CPU)")
-    parser.add_argument("--encoder-weights", default=None, help="local file with encoder weights (never downloaded)")
-    parser.add_argument("--image-size", type=int, default=64, help="training crop side, px, multiple of 16")
-    parser.add_argument("--epochs", type=int, default=20, help="training epochs per round (default 20)")
-    parser.add_argument("--batch-size", type=int, default=8, help="training batch size (default 8)")
-    parser.add_argument("--lr", type=float, default=0.03, help="initial SGD learning rate (default 0.03)")
     parser.add_argument("--superpixels", choices=SUPERPIXEL_ALGORITHMS, default="slic", help="when DATA has none")
     parser.add_argument("--num-superpixels", type=int, default=40, help="SLIC target per image (default 40)")
-    parser.add_argument("--abc-uniform", choices=("present", "all"), default="present", help="ABC's U: over classes")
-    parser.add_argument("--pixbal-nu", type=float, default=12.0, help="PixBal's nu (default 12; 6 on Cityscapes)")
-    lcm = LCMConfig()
-    parser.add_argument("--lcm-tau", type=float, default=lcm.tau, help=f"LCM confidence threshold J1 ({lcm.tau})")
-    parser.add_argument("--lcm-alpha", type=float, default=lcm.alpha, help=f"LCM tail share J2 ({lcm.alpha})")
-    parser.add_argument(
-        "--lcm-min-precision",
-        type=float,
-        default=lcm.min_precision,
-        help=f"LCM held-out precision per class J4, 0 = off ({lcm.min_precision})",
-    )
-    parser.add_argument(
-        "--lcm-model-agreement",
-        action=argparse.BooleanOptionalAction,
-        default=lcm.require_model_agreement,
-        help="LCM J5: the model's dominant class must agree (default on)",
-    )
-    auto = AutoCorrectionConfig()
-    parser.add_argument(
-        "--lcm-features",
-        choices=FEATURE_KINDS,
-        default=auto.lcm_features,
-        help=f"LCM's superpixel features ({auto.lcm_features})",
-    )
-    plar = PLARConfig()
-    parser.add_argument(
-        "--plar-threshold", type=float, default=plar.threshold, help=f"PLAR error map: f(y; x) below ({plar.threshold})"
-    )
-    parser.add_argument("--plar-shrinkage", type=float, default=plar.shrinkage, help="PLAR covariance shrinkage")
-    parser.add_argument(
-        "--plar-features",
-        choices=FEATURE_KINDS,
-        default=auto.plar_features,
-        help=f"PLAR's pixel features ({auto.plar_features})",
-    )
-    parser.add_argument(
-        "--plar-min-precision",
-        type=float,
-        default=plar.min_precision,
-        help=f"PLAR held-out check of a round's votes, 0 = off ({plar.min_precision})",
-    )
-    parser.add_argument(
-        "--plar-model-agreement",
-        action=argparse.BooleanOptionalAction,
-        default=plar.require_model_agreement,
-        help="PLAR: the model's top class must agree (default on)",
-    )
-    parser.add_argument("--error-decoder", action="store_true", help="OR PLAR's error map with an error-mask decoder")
+    add_round_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -302,38 +246,11 @@ def run_simulate(args: argparse.Namespace) -> int:
     config = SimulationConfig(
         methods=tuple(args.methods),
         rounds=args.rounds,
-        budget=args.budget,
         seeds=args.seeds,
         oracle=args.oracle,
-        eps=args.eps,
-        device=args.device,
-        encoder=args.encoder,
-        encoder_weights=args.encoder_weights,
-        image_size=args.image_size,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
         superpixels=args.superpixels,
         num_superpixels=args.num_superpixels,
-        abc_uniform=args.abc_uniform,
-        pixbal_nu=args.pixbal_nu,
-        auto=AutoCorrectionConfig(
-            lcm=LCMConfig(
-                tau=args.lcm_tau,
-                alpha=args.lcm_alpha,
-                min_precision=args.lcm_min_precision,
-                require_model_agreement=args.lcm_model_agreement,
-            ),
-            plar=PLARConfig(
-                threshold=args.plar_threshold,
-                shrinkage=args.plar_shrinkage,
-                require_model_agreement=args.plar_model_agreement,
-                min_precision=args.plar_min_precision,
-            ),
-            lcm_features=args.lcm_features,
-            plar_features=args.plar_features,
-            error_decoder=args.error_decoder,
-        ),
+        round=round_settings_from_arguments(args),
     )
     Simulation(SegmentationDataset.open(args.data), config, args.out, progress=not args.quiet).run()
     print(f"wrote {args.out / 'results.json'} and {args.out / 'curves.png'}")
@@ -419,7 +336,7 @@ def run_worker(args: argparse.Namespace) -> int:
     settings = BackendSettings.from_env()
     redis = connect_redis(settings.redis_url)
     queues = args.queues or [settings.queue]
-    device = pick_device(settings.device)
+    device = pick_device(settings.round.device)
     print(
         f"alc-backend worker on {socket.gethostname()}: device {device}, queues {', '.join(queues)}, "
         f"workspace {settings.model_dir.resolve()}",
@@ -461,6 +378,15 @@ def run_status(args: argparse.Namespace) -> int:
             f"project {project}: {state['tasks']} tasks, round {state['round']} ({round_state}), "
             f"model version {state['model_version']}, query project {state['query_project']}"
         )
+        for corrector, done in state.get("correctors", {}).items():
+            precision = "n/a" if done["precision"] is None else f"{done['precision']:.2f}"
+            trusted = ", ".join(done["trusted_classes"]) or "none yet"
+            line = (
+                f"  {corrector}: {done['corrections']} corrections in force ({done['corrected_pixels']} px), "
+                f"{done['rejected']} rejected; {done['audited']} audited, {done['confirmed']} confirmed "
+                f"(precision {precision}); writes: {trusted}"
+            )
+            print(line + (f"; abstained: {done['abstained']}" if done["abstained"] else ""))
         for task, error in state["task_errors"].items():
             print(f"  task {task}: {error}")
         for error in state["errors"]:
@@ -509,7 +435,7 @@ def run_demo(args: argparse.Namespace) -> int:
     make = ["make-synthetic", str(data), "--images", "80", "--seed", "0", "--size", "64", "--val-fraction", "0.25"]
     run_make_synthetic(parser.parse_args(make))
     simulate = ["simulate", str(data), "--method", "random", "--method", "sim", "--rounds", "2", "--budget", "40"]
-    simulate += ["--epochs", "8", "--out", str(args.out / "simulation")]
+    simulate += ["--epochs", "8", "--image-size", "64", "--out", str(args.out / "simulation")]
     return run_simulate(parser.parse_args(simulate))
 
 

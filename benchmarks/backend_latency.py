@@ -50,6 +50,7 @@ from werkzeug.serving import make_server
 
 from alc_backend.engine.superpixels import compute_superpixels
 from alc_backend.jobs import InProcessRunner
+from alc_backend.rounds.settings import RoundSettings
 from alc_backend.server import create_app
 from alc_backend.service.backend import Backend
 from alc_backend.service.settings import BackendSettings
@@ -279,7 +280,9 @@ def main() -> None:
             for _ in range(20)
         ]
         training = TrainingLoad(training_data, args.classes, 128, args.train_epochs)
-        settings = BackendSettings(model_dir=model_dir, device="cpu", num_superpixels=args.superpixels)
+        settings = BackendSettings(
+            model_dir=model_dir, num_superpixels=args.superpixels, round=RoundSettings(device="cpu")
+        )
         with running_server(settings) as (url, runner), requests.Session() as session:
 
             def predict(index: int) -> requests.Response:

@@ -69,6 +69,7 @@ from backend_latency import (  # noqa: E402
 )
 from rq_harness import rq_worker  # noqa: E402
 
+from alc_backend.rounds.settings import RoundSettings  # noqa: E402
 from alc_backend.rq_jobs import RQRunner, key_prefix  # noqa: E402
 from alc_backend.server import create_app  # noqa: E402
 from alc_backend.service.backend import Backend  # noqa: E402
@@ -196,7 +197,7 @@ def measure_in_process(
 ) -> tuple[list[float], dict[str, Any]]:
     """Set-up (a): webhooks while ``TrainingLoad`` runs in a thread of this process, with the in-process runner."""
     training = TrainingLoad(training_data(args.seed, args.classes), args.classes, TRAIN_SIZE, args.train_epochs)
-    settings = BackendSettings(model_dir=model_dir, device="cpu", num_superpixels=args.superpixels)
+    settings = BackendSettings(model_dir=model_dir, num_superpixels=args.superpixels, round=RoundSettings(device="cpu"))
     with running_server(settings) as (url, runner), requests.Session() as session:
         send = answer_sender(session, url, project_queries, args.classes)
         training.start()
@@ -223,7 +224,11 @@ def measure_with_worker(
     """Set-up (b): webhooks to a server with the rq runner while a worker subprocess runs :func:`train_in_worker`."""
     queue_name = f"alc-bench-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     settings = BackendSettings(
-        model_dir=model_dir, device="cpu", num_superpixels=args.superpixels, redis_url=args.redis_url, queue=queue_name
+        model_dir=model_dir,
+        num_superpixels=args.superpixels,
+        redis_url=args.redis_url,
+        queue=queue_name,
+        round=RoundSettings(device="cpu"),
     )
     redis = Redis.from_url(args.redis_url)
     redis.ping()

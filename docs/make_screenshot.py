@@ -34,6 +34,7 @@ from labelstudio_server import LabelStudioServer  # noqa: E402
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
 
 from alc_backend.data.synthetic import make_synthetic  # noqa: E402
+from alc_backend.rounds.settings import RoundSettings  # noqa: E402
 from alc_backend.service.settings import BackendSettings  # noqa: E402
 
 IMAGE_SIZE_PX = 256
@@ -139,11 +140,8 @@ def main(argv: list[str] | None = None) -> int:
             model_dir=work_dir / "workspace",
             label_studio_url=ls.url,
             api_key=ls.token,
-            queries_per_round=8,
             num_superpixels=40,
-            image_size=128,
-            epochs=2,
-            device="cpu",
+            round=RoundSettings(queries_per_round=8, image_size=128, epochs=2, device="cpu"),
         )
         with serve_backend(settings) as running:
             _, query_project = connect_synthetic_project(ls, running, work_dir)

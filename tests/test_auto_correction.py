@@ -49,11 +49,12 @@ from alc_backend.engine.lcm import (
 from alc_backend.engine.metrics import wilson_lower_bound
 from alc_backend.engine.plar import (
     ClassStatistics,
+    HeldOutChanges,
     PLARConfig,
     class_statistics,
     class_sums,
     error_map,
-    held_out_votes,
+    held_out_changes,
     nearest_classes,
     refine_labels,
     statistics_from_sums,
@@ -278,7 +279,7 @@ def test_each_selection_criterion_rejects_one_candidate_and_admits_another() -> 
 # LCM: propose_corrections
 # ---------------------------------------------------------------------------------------------
 
-FAST_LCM = LCMConfig(hidden=(32,), epochs=50, lr=1e-2)
+FAST_LCM = LCMConfig(hidden=(32,), epochs=50, lr=1e-2, min_precision=0.8)
 
 
 def clustered_answers() -> AnsweredSuperpixels:
@@ -341,7 +342,9 @@ def test_j4_blocks_a_classifier_whose_answers_carry_no_information() -> None:
     # random features, random answers; nothing labelled before, so every held-out case is decided
     answered = AnsweredSuperpixels(rng.normal(size=(40, 3)), answers, np.full(40, 255), answers.copy())
     # every other criterion made lenient: with 2 classes the confidence is always >= 0.5
-    config = LCMConfig(hidden=(32,), epochs=100, lr=1e-2, tau=0.5, alpha=0.0, require_model_agreement=False)
+    config = LCMConfig(
+        hidden=(32,), epochs=100, lr=1e-2, tau=0.5, alpha=0.0, require_model_agreement=False, min_precision=0.8
+    )
     candidates = rng.normal(size=(8, 3))
     labels = np.full(8, 255)
     proposal = propose_corrections(answered, candidates, labels, np.zeros(8, np.int64), 2, config)
@@ -480,7 +483,8 @@ def plar_image() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 def test_refine_labels_on_a_tiny_image() -> None:
     features, probs, labels, verified = plar_image()
-    result = refine_labels(features, probs, labels, verified, PLARConfig(threshold=0.7, shrinkage=0.1))
+    config = PLARConfig(threshold=0.7, shrinkage=0.1, protect_unverified=False)
+    result = refine_labels(features, probs, labels, verified, config)
     # the doubted but verified pixel (1, 3) is not in the error map; row 2 is reliable
     assert result.error.tolist() == [[False] * 4, [False] * 4, [False] * 4, [True] * 4]
     assert result.euclidean[3].tolist() == [0, 2, 0, 1]
@@ -492,6 +496,10 @@ def test_refine_labels_on_a_tiny_image() -> None:
     assert result.left_for_human[3].tolist() == [False, False, True, False]
     assert not result.left_for_human[:3].any()
     assert labels[3].tolist() == [2, 0, 2, 255]  # the input is left alone
+    # protected (the default): (3, 0) is labelled 2, a class nobody verified here, so it stays
+    protected = refine_labels(features, probs, labels, verified, PLARConfig(threshold=0.7, shrinkage=0.1))
+    assert protected.labels[3].tolist() == [2, 0, 2, 1]
+    assert protected.euclidean[3].tolist() == [0, 2, 0, 1]
     # verified pixels never change, even with every pixel in the extra error map
     everything = refine_labels(features, probs, labels, verified, PLARConfig(), extra_error=np.ones((4, 4), bool))
     assert (everything.labels[verified] == labels[verified]).all()
@@ -515,7 +523,7 @@ def test_refine_labels_lets_an_unverified_class_compete() -> None:
     features, probs, labels, verified = plar_image()
     verified[1] = False
     probs[:, 1, 3] = [0.1, 0.8, 0.1]  # (1, 3) now needs the model's support to be reliable
-    result = refine_labels(features, probs, labels, verified, PLARConfig())
+    result = refine_labels(features, probs, labels, verified, PLARConfig(protect_unverified=False))
     assert result.labels[3].tolist() == [0, 0, 2, 255]
     assert result.euclidean[3, 3] == result.mahalanobis[3, 3] == 1
 
@@ -547,6 +555,7 @@ def test_refine_labels_invariants_on_random_images() -> None:
         assert (result.relabelled == changed).all()
         assert result.error[changed].all()
         assert set(np.unique(result.labels[changed]).tolist()) <= verified_classes
+        assert set(np.unique(labels[changed]).tolist()) <= verified_classes | {255}  # protected labels stay
         assert not changed[result.left_for_human].any()
         changed_total += int(changed.sum())
     assert changed_total > 0  # the invariants were exercised, not vacuously true
@@ -681,24 +690,74 @@ def test_statistics_without_a_part_equal_statistics_of_the_rest() -> None:
     np.testing.assert_allclose(without.precisions, rest.precisions, rtol=1e-9)
 
 
-def test_held_out_votes_count_what_plar_would_have_written_without_each_answer() -> None:
-    """Five answered 4×2 superpixels in a row; features a = (1, 0) or b = (0, 1), plus noise.
+def held_out_image() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A 4×4 image whose every row is one answered region; one feature per pixel; 2 classes.
 
-    answers A A B B A, features a a b b b, model's top class by the features. Held out,
-    superpixels 0-3 are voted to their own answer (0, 1: A's mean lies between a and b but its
-    spread runs along a - b, so a is nearer A by both distances; 2, 3: nearest B). Superpixel 4
-    looks like b and is voted B, but its answer is A: 5 decided, 4 right.
+    row  region  answer  label before  feature        model (0.8 on)
+    0    A       0       0             ±0.1           0
+    1    B       1       1             10 ± 0.1       1
+    2    C       0       1             ±0.05          0
+    3    D       1       1             ±0.02          0
     """
-    rng = np.random.default_rng(0)
-    looks_like_b = np.repeat([0, 0, 1, 1, 1], 2)[None].repeat(4, axis=0)  # (4, 10)
-    features = np.stack([1.0 - looks_like_b, looks_like_b]) + rng.normal(scale=0.01, size=(2, 4, 10))
-    probs = np.stack([np.where(looks_like_b, 0.05, 0.95), np.where(looks_like_b, 0.95, 0.05)])
-    labels = np.repeat([0, 0, 1, 1, 0], 2)[None].repeat(4, axis=0).astype(np.uint8)
-    verified_superpixels = np.repeat(np.arange(5), 2)[None].repeat(4, axis=0)
-    assert held_out_votes(features, probs, labels, verified_superpixels, PLARConfig()) == (5, 4)
-    # without superpixel 3, class B is verified only once: held out, superpixel 2 cannot be written
-    verified_superpixels[:, 6:8] = -1
-    assert held_out_votes(features, probs, labels, verified_superpixels, PLARConfig()) == (3, 2)
+    offsets = np.array([1.0, -1.0, 1.0, -1.0])
+    features = np.stack([0.1 * offsets, 10.0 + 0.1 * offsets, 0.05 * offsets, 0.02 * offsets])[None]
+    labels = np.array([[0] * 4, [1] * 4, [0] * 4, [1] * 4], dtype=np.uint8)
+    before = np.array([[0] * 4, [1] * 4, [1] * 4, [1] * 4], dtype=np.uint8)
+    regions = np.repeat(np.arange(4), 4).reshape(4, 4)
+    model = np.array([0, 1, 0, 0])[:, None].repeat(4, axis=1)
+    probs = np.where(np.arange(2)[:, None, None] == model[None], 0.8, 0.2)
+    return features, probs, labels, regions, before
+
+
+def test_held_out_changes_put_each_answered_region_back_as_it_was() -> None:
+    """A and B held their answers before (and the model is sure of them): nothing to decide.
+
+    C put back: labelled 1, which the model doubts (0.2 < 0.7). The statistics of the rest are
+    class 0 = A (mean 0, variance 0.01) and class 1 = B and D (mean 5, variance about 25); C's
+    features (±0.05) are nearest class 0 by both distances, the model agrees, and class 0 is
+    verified elsewhere: its 4 pixels change to 0, the answer: 4 right.
+    D put back: labelled 1, doubted again; class 0 = A and C (mean 0), class 1 = B (mean 10);
+    D's features (±0.02) vote class 0 and the model agrees: 4 pixels change to 0, but the
+    answer is 1: 0 right. Class 0: 8 pixels, 4 right, in 2 regions.
+    """
+    features, probs, labels, regions, before = held_out_image()
+    changes = held_out_changes(features, probs, labels, regions, before, PLARConfig())
+    assert changes.pixels.tolist() == [8, 0]
+    assert changes.right.tolist() == [4, 0]
+    assert changes.regions.tolist() == [2, 0]
+    # precision 1/2 over 2 regions: no bound passes 0.8
+    assert not changes.passed(0.8, 1.645).any()
+    # without D, C's change alone: 4 of 4 right, in one region; Wilson bound of 1/1 at z = 0.5: 0.8
+    regions[3] = -1
+    alone = held_out_changes(features, probs, labels, regions, before, PLARConfig())
+    assert (alone.pixels.tolist(), alone.right.tolist(), alone.regions.tolist()) == ([4, 0], [4, 0], [1, 0])
+    assert alone.passed(0.8, 0.5).tolist() == [True, False]
+    assert alone.passed(0.81, 0.5).tolist() == [False, False]
+
+
+def test_held_out_changes_leave_an_old_label_of_a_class_nobody_verified_elsewhere() -> None:
+    """Only A and C answered. Row 1 (label 1, the model sure of it) is a reliable pixel of class 1;
+    row 3 (label 1, doubted) is in the error map. C put back is labelled 1 and voted 0, but class
+    1 is verified in no other region: PLAR cannot tell whether that label is right, so it stays.
+    Without the protection the 4 pixels change to 0, all right."""
+    features, probs, labels, regions, before = held_out_image()
+    regions[1] = regions[3] = -1
+    changes = held_out_changes(features, probs, labels, regions, before, PLARConfig())
+    assert changes.pixels.tolist() == [0, 0]
+    unprotected = held_out_changes(features, probs, labels, regions, before, PLARConfig(protect_unverified=False))
+    assert (unprotected.pixels.tolist(), unprotected.right.tolist(), unprotected.regions.tolist()) == (
+        [4, 0],
+        [4, 0],
+        [1, 0],
+    )
+
+
+def test_held_out_changes_add_up_and_reject_a_wrong_before_map() -> None:
+    total = HeldOutChanges.zeros(2) + HeldOutChanges(np.array([3, 1]), np.array([2, 1]), np.array([1, 1]))
+    assert (total.pixels.tolist(), total.right.tolist(), total.regions.tolist()) == ([3, 1], [2, 1], [1, 1])
+    features, probs, labels, regions, before = held_out_image()
+    with pytest.raises(ValueError, match=re.escape("before is (4, 3) but labels are (4, 4)")):
+        held_out_changes(features, probs, labels, regions, before[:, :3], PLARConfig())
 
 
 def test_relabelling_whole_superpixels_records_their_old_pixels() -> None:

@@ -129,10 +129,10 @@ def test_expansion_eps_zero_covers_the_superpixel_and_eps_positive_only_similar_
 
 def test_faithful_annotator_sees_only_the_representative_pixel() -> None:
     truth = np.array([[1, 0, 0], [1, 0, 0]], dtype=np.uint8)
-    assert faithful_answer(truth, SUPERPIXELS, 0, (1, 0)) == 1
-    assert faithful_answer(truth, SUPERPIXELS, 0, (0, 1)) == 0
+    assert faithful_answer(truth, SUPERPIXELS == 0, (1, 0)) == 1
+    assert faithful_answer(truth, SUPERPIXELS == 0, (0, 1)) == 0
     truth[1, 0] = 255  # an unlabelled representative: the superpixel's majority true class
-    assert faithful_answer(truth, SUPERPIXELS, 0, (1, 0)) == 0
+    assert faithful_answer(truth, SUPERPIXELS == 0, (1, 0)) == 0
 
 
 def test_reference_annotator_relabels_only_when_at_most_half_agrees() -> None:

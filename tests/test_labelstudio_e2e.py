@@ -28,6 +28,7 @@ from alc_backend.engine.metrics import confusion_matrix, mean_iou
 from alc_backend.labelstudio.client import LabelStudioClient
 from alc_backend.labelstudio.config import parse_image_config
 from alc_backend.labelstudio.payloads import brush_results, labels_from_brush_results
+from alc_backend.rounds.settings import RoundSettings
 from alc_backend.service.settings import BackendSettings
 
 pytestmark = [pytest.mark.slow, pytest.mark.labelstudio]
@@ -46,11 +47,8 @@ def running_backend(label_studio: Any, tmp_path_factory: pytest.TempPathFactory)
         model_dir=tmp_path_factory.mktemp("workspace"),
         label_studio_url=label_studio.url,
         api_key=label_studio.token,
-        queries_per_round=QUERIES_PER_ROUND,
         num_superpixels=30,
-        image_size=64,
-        epochs=6,
-        device="cpu",
+        round=RoundSettings(queries_per_round=QUERIES_PER_ROUND, image_size=64, epochs=6, device="cpu"),
     )
     with serve_backend(settings) as running:
         yield running

@@ -15,6 +15,7 @@ from PIL import Image
 from alc_backend.labelstudio.client import LabelStudioClient
 from alc_backend.labelstudio.config import parse_image_config
 from alc_backend.labelstudio.payloads import labels_from_brush_results
+from alc_backend.rounds.settings import RoundSettings
 from alc_backend.service.settings import BackendSettings
 
 pytestmark = [pytest.mark.slow, pytest.mark.labelstudio]
@@ -29,9 +30,7 @@ def running_backend(label_studio: Any, tmp_path_factory: pytest.TempPathFactory)
         label_studio_url=label_studio.url,
         api_key=label_studio.token,
         num_superpixels=8,
-        image_size=32,
-        epochs=1,
-        device="cpu",
+        round=RoundSettings(image_size=32, epochs=1, device="cpu"),
     )
     with serve_backend(settings, retry_delays_s=(3.0, 5.0, 10.0, 20.0, 40.0)) as running:
         yield running
@@ -171,7 +170,7 @@ def test_a_preparation_in_parts_writes_every_task_back(
         api_key=label_studio.token,
         num_superpixels=8,
         prepare_chunk=1,
-        device="cpu",
+        round=RoundSettings(device="cpu"),
     )
     client: LabelStudioClient = label_studio.client()
     project = client.create_project("in parts", brush_config(CLASSES))

@@ -14,6 +14,7 @@ from sam_checkpoints import save_random_sam
 from alc_backend.labelstudio.client import LabelStudioClient
 from alc_backend.preannotation.sam_models import load_sam
 from alc_backend.preannotation.sam_superpixels import SamGeneratorSettings, SamSuperpixels
+from alc_backend.rounds.settings import RoundSettings
 from alc_backend.service.settings import BackendSettings, SettingsError
 
 pytestmark = [pytest.mark.slow, pytest.mark.labelstudio]
@@ -118,7 +119,7 @@ def test_a_plugged_in_detector_labels_the_tasks_without_pseudo_labels(
         label_studio_url=label_studio.url,
         api_key=label_studio.token,
         num_superpixels=8,
-        device="cpu",
+        round=RoundSettings(device="cpu"),
         pseudo_detector="alc_test_detector:make_detector",
         pseudo_box_threshold=0.3,
     )

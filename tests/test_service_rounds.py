@@ -1,37 +1,44 @@
-"""A round over a workspace without Label Studio: scoring, then LCM and PLAR after the answers."""
+"""The backend's round steps over a workspace without Label Studio, and the two images of a round agreeing.
+
+- A round over a workspace: queries from the scored pool, answers, then the correctors of the
+  one round core; no automatic correction ever changes a pixel a human answered.
+- The round core's two :class:`~alc_backend.rounds.images.RoundImages` (the backend's
+  workspace and the simulation's store) hold the same labels after the same answers,
+  corrections and rejections.
+"""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from alc_backend.data.dataset import SegmentationDataset
 from alc_backend.data.synthetic import make_synthetic
-from alc_backend.engine.corrections import apply_corrections
+from alc_backend.engine.corrections import apply_corrections, relabel_superpixels
 from alc_backend.engine.lcm import LCMConfig
 from alc_backend.engine.plar import PLARConfig
-from alc_backend.service.rounds import auto_correct, choose_queries, train_round_model
-from alc_backend.service.settings import BackendSettings
-from alc_backend.service.workspace import ProjectState, QueryRecord, TaskRecord, Workspace
+from alc_backend.rounds.images import Query, flat_runs
+from alc_backend.rounds.settings import AuditConfig, RoundSettings
+from alc_backend.service.answers import record_event
+from alc_backend.service.rounds import (
+    WorkspaceImages,
+    choose_round_queries,
+    compose_tasks,
+    corrector_status,
+    end_round,
+    record_queries,
+    round_model,
+)
+from alc_backend.service.workspace import AnswerRecord, ProjectState, QueryRecord, TaskRecord, Workspace
+from alc_backend.simulation.state import LabelStore, SimulationImages, SuperpixelSource
 
-pytestmark = pytest.mark.slow
 
-
-def test_a_round_asks_the_top_superpixels_and_auto_correction_leaves_answers_alone(tmp_path: Path) -> None:
-    """The correctors' safety checks are relaxed so that both act on this small set."""
-    dataset = make_synthetic(tmp_path / "data", 8, 2, size=48, val_fraction=0.0, progress=False)
-    settings = BackendSettings(
-        model_dir=tmp_path / "ws",
-        method="abc+lcm+plar",
-        queries_per_round=40,
-        image_size=48,
-        epochs=3,
-        device="cpu",
-        lcm=LCMConfig(tau=0.5, min_precision=0.0, require_model_agreement=False),
-        plar=PLARConfig(min_precision=0.0),
-    )
-    workspace = Workspace(settings.model_dir, 1)
+def workspace_of(dataset: SegmentationDataset, model_dir: Path) -> tuple[Workspace, list[int]]:
+    """A prepared workspace holding the data set's training images, tasks 100, 101, ... in name order."""
+    workspace = Workspace(model_dir, 1)
     workspace.save_state(ProjectState(1, list(dataset.classes), "<View/>", query_project=2, prepared=True))
     tasks = list(range(100, 100 + len(dataset.train_names)))
     records = {}
@@ -41,40 +48,133 @@ def test_a_round_asks_the_top_superpixels_and_auto_correction_leaves_answers_alo
         workspace.save_image(task, dataset.image(name))
         workspace.save_superpixels(task, superpixels)
         workspace.save_pseudo(task, dataset.pseudo(name))
-        workspace.save_labels(task, dataset.pseudo(name))
-        records[task] = TaskRecord(task, name, f"{name}.png", 48, 48, "pseudo_mask")
+        records[task] = TaskRecord(task, name, f"{name}.png", *superpixels.shape, "pseudo_mask")
     workspace.save_tasks(records)
-    model = train_round_model(workspace, tasks, dataset.num_classes, settings, 0)
-    assert workspace.checkpoint_path.is_file()
+    compose_tasks(workspace, tasks)
+    return workspace, tasks
 
-    candidates, image_scores = choose_queries(workspace, model, tasks, {}, dataset.num_classes, settings, 1)
-    assert len(candidates) == 40
-    assert [c.score for c in candidates] == sorted((c.score for c in candidates), reverse=True)
-    assert len({(c.image_task, c.superpixel) for c in candidates}) == 40
-    assert set(image_scores) == set(tasks) and all(0.0 <= s <= 1.0 for s in image_scores.values())
-    for c in candidates:
-        assert c.proposed == workspace.labels(c.image_task)[c.row, c.col]
-        assert workspace.superpixels(c.image_task)[c.row, c.col] == c.superpixel
 
-    asked: dict[int, set[int]] = {}
-    answers = []
-    for rank, c in enumerate(candidates):
-        truth = int(dataset.mask(records[c.image_task].name)[c.row, c.col])
-        labels = workspace.labels(c.image_task)
-        labels[workspace.superpixels(c.image_task) == c.superpixel] = truth
-        workspace.save_labels(c.image_task, labels)
-        asked.setdefault(c.image_task, set()).add(c.superpixel)
-        query = QueryRecord(1000 + rank, c.image_task, c.superpixel, c.row, c.col, c.proposed, c.label_before, 1, rank)
-        answers.append((query, truth))
-    before = {task: workspace.labels(task) for task in tasks}
+def answer_in_workspace(workspace: Workspace, records: dict[int, QueryRecord], answers: dict[int, int]) -> None:
+    """Record ``answers`` (query task -> class) as Label Studio's webhooks would, and recompose the labels."""
+    stored = workspace.answers()
+    for number, (task, answer) in enumerate(answers.items(), start=len(stored) + 1):
+        record_event(stored, AnswerRecord(number, task, answer, f"2026-11-30T11:00:{number:02d}Z"))
+    workspace.save_answers(stored)
+    compose_tasks(workspace, {records[task].image_task for task in answers})
 
-    corrections = auto_correct(workspace, model, tasks, answers, asked, dataset.num_classes, settings, 1)
 
+@pytest.mark.slow
+def test_a_round_over_a_workspace_asks_the_top_superpixels_and_correctors_leave_answers_alone(tmp_path: Path) -> None:
+    """Correctors loosened, audits off: LCM and PLAR both write in round 1."""
+    dataset = make_synthetic(tmp_path / "data", 8, 2, size=48, val_fraction=0.0, progress=False)
+    settings = RoundSettings(
+        method="abc+lcm+plar",
+        queries_per_round=40,
+        image_size=48,
+        epochs=3,
+        device="cpu",
+        lcm=LCMConfig(tau=0.5, require_model_agreement=False),
+        plar=PLARConfig(min_precision=0.0, protect_unverified=False),
+        audit=AuditConfig(share=0.0),
+    )
+    workspace, tasks = workspace_of(dataset, tmp_path / "ws")
+    model = round_model(workspace, tasks, 0, settings)
+    assert model is not None and workspace.checkpoint_path.is_file() and workspace.state().model_round == 0
+
+    choice = choose_round_queries(workspace, model, tasks, settings, 1)
+    queries = choice.queries
+    assert len(queries) == 40
+    assert [q.score for q in queries] == sorted((q.score for q in queries), reverse=True)
+    assert len({(q.image, q.superpixel) for q in queries}) == 40
+    assert all(0.0 <= record.score <= 1.0 for record in workspace.tasks().values())
+    for q in queries:
+        labels = workspace.labels(int(q.image))
+        assert q.proposed == labels[q.row, q.col]
+        assert workspace.superpixels(int(q.image))[q.row, q.col] == q.superpixel
+
+    records = {1000 + rank: QueryRecord.of(1000 + rank, q, 1, rank) for rank, q in enumerate(queries)}
+    record_queries(workspace, records)
+    before_answers = {task: workspace.labels(task) for task in tasks}
+    names = {task: record.name for task, record in workspace.tasks().items()}
+    answers = {task: int(dataset.mask(names[r.image_task])[r.row, r.col]) for task, r in records.items()}
+    answer_in_workspace(workspace, records, answers)
+    for record in records.values():
+        region = workspace.superpixels(record.image_task) == record.superpixel
+        assert (workspace.before(record.image_task)[region] == before_answers[record.image_task][region]).all()
+    answered_labels = {task: workspace.labels(task) for task in tasks}
+
+    outcome = end_round(workspace, tasks, settings, 1)
+    assert outcome is not None
+    assert {record.corrector for record in outcome.written} == {"lcm", "plar"}
     for task in tasks:
-        mine = [record for record in corrections if record.image == str(task)]
-        assert np.array_equal(workspace.labels(task), apply_corrections(before[task], mine))
-        assert not {record.superpixel for record in mine if record.corrector == "lcm"} & asked.get(task, set())
-    for query, truth in answers:
-        region = workspace.superpixels(query.image_task) == query.superpixel
-        assert (workspace.labels(query.image_task)[region] == truth).all(), "an answered superpixel changed"
-    assert {record.corrector for record in corrections} == {"lcm", "plar"}
+        mine = [record for record in outcome.written if record.image == str(task)]
+        assert np.array_equal(workspace.labels(task), apply_corrections(answered_labels[task], mine))
+    for task, record in records.items():
+        region = workspace.superpixels(record.image_task) == record.superpixel
+        assert (workspace.labels(record.image_task)[region] == answers[task]).all(), "an answered superpixel changed"
+    status = corrector_status(workspace, settings.correctors)
+    assert status["lcm"]["corrections"] == sum(r.corrector == "lcm" for r in outcome.written)
+    assert status["plar"]["corrected_pixels"] == sum(r.pixels for r in outcome.written if r.corrector == "plar")
+    assert status["lcm"]["audited"] == 0 and status["lcm"]["precision"] is None
+
+    # ending the round again (a retried job) writes the same changes once, not twice
+    again = end_round(workspace, tasks, settings, 1)
+    assert again is not None and len(workspace.corrections()) == len(outcome.written) == len(again.written)
+
+
+def test_both_images_of_a_round_hold_the_same_labels_after_answers_corrections_and_a_rejection(tmp_path: Path) -> None:
+    dataset = make_synthetic(tmp_path / "data", 3, 4, size=32, val_fraction=0.0, progress=False)
+    workspace, tasks = workspace_of(dataset, tmp_path / "ws")
+    backend = WorkspaceImages(workspace, tasks, dataset.num_classes)
+    LabelStore.from_pseudo_labels(tmp_path / "sim" / "labels", dataset, dataset.train_names)
+    source = SuperpixelSource(dataset, tmp_path / "cache")
+    simulated = SimulationImages(dataset, source, dataset.train_names, tmp_path / "sim")
+    task, name = tasks[0], dataset.train_names[0]
+    superpixels = workspace.superpixels(task)
+    first, second, third = (int(s) for s in np.unique(superpixels)[:3])
+
+    # a correction query about the first superpixel, answered 1
+    region = superpixels == first
+    row, col = (int(v[0]) for v in np.nonzero(region))
+    asked = Query(str(task), first, row, col, 0, 0, flat_runs(region))
+    records = {1: QueryRecord.of(1, asked, 1, 0)}
+    record_queries(workspace, records)
+    answer_in_workspace(workspace, records, {1: 1})
+    simulated.answer([(replace(asked, image=name), 1)])
+
+    # LCM relabels the second and the third superpixel to 2 (decided on the same labels in both)
+    labels = workspace.labels(task)
+    assert np.array_equal(labels, simulated.labels(name))
+    changes = {second: (2, 0.99), third: (2, 0.99)}
+    lcm = relabel_superpixels(labels, superpixels, changes, corrector="lcm", round_index=1, image=str(task))
+    backend = WorkspaceImages(workspace, tasks, dataset.num_classes)
+    backend.apply_corrections(lcm)
+    simulated.apply_corrections([replace(r, image=name) for r in lcm])
+    assert np.array_equal(workspace.labels(task), simulated.labels(name))
+    assert (workspace.labels(task)[superpixels == second] == 2).all()
+
+    # round 2 audits the change of the second superpixel: the annotator says 3; it is rejected
+    audited = next(r for r in lcm if r.superpixel == second)
+    audit_region = superpixels == second
+    arow, acol = (int(v[0]) for v in np.nonzero(audit_region))
+    audit = Query(str(task), second, arow, acol, 2, 2, flat_runs(audit_region), 0.0, "audit", "lcm", True, 1)
+    records[2] = QueryRecord.of(2, audit, 2, 0)
+    record_queries(workspace, {2: records[2]})
+    answer_in_workspace(workspace, records, {2: 3})
+    simulated.answer([(replace(audit, image=name), 3)])
+    backend = WorkspaceImages(workspace, tasks, dataset.num_classes)
+    backend.reject_corrections([audited], 2)
+    simulated.reject_corrections([replace(audited, image=name)], 2)
+
+    final = workspace.labels(task)
+    assert np.array_equal(final, simulated.labels(name))
+    assert (final[audit_region] == 3).all(), "the audit's answer stands over the rejected change"
+    assert (final[superpixels == third] == 2).all(), "the other change stays"
+    assert (final[superpixels == first] == 1).all()
+    assert [r.rejected_round for r in workspace.corrections()] == [r.rejected_round for r in simulated.journal()]
+    assert sorted(r.superpixel for r in backend.corrections()) == [third]
+    assert backend.asked(str(task)) == simulated.asked(name) == {first, second}
+    for mine, theirs in ((backend.verified(str(task)), simulated.verified(name)),):
+        np.testing.assert_array_equal(mine.mask, theirs.mask)
+        np.testing.assert_array_equal(mine.before[mine.mask], theirs.before[theirs.mask])
+    assert (backend.verified(str(task)).before[audit_region] == 2).all(), "the label the audit was asked about"

@@ -12,7 +12,7 @@ import pytest
 
 from alc_backend.engine.corrections import AutoCorrection
 from alc_backend.jobs import InProcessRunner
-from alc_backend.service.answers import answered_superpixels, compose_labels, live_answers, record_event
+from alc_backend.service.answers import answered_queries, compose_labels, live_answers, record_event
 from alc_backend.service.parts import STALE_CLAIM_S, PreparationParts
 from alc_backend.service.settings import BackendSettings, SettingsError
 from alc_backend.service.workspace import AnswerRecord, QueryRecord, TaskRecord
@@ -49,7 +49,8 @@ def test_the_newest_live_annotation_of_a_query_is_its_answer() -> None:
         40: QueryRecord(40, image_task=9, superpixel=2, row=0, col=0, proposed=0, label_before=0, round=1, rank=0),
         41: QueryRecord(41, image_task=9, superpixel=5, row=0, col=0, proposed=0, label_before=0, round=1, rank=1),
     }
-    assert answered_superpixels(answers, queries) == {9: {2: 3}}, "a skipped query (None) relabels nothing"
+    answered = answered_queries(answers, queries)
+    assert answered == {9: [(queries[40], 3)]}, "a skipped query (None) relabels nothing"
 
 
 def test_labels_are_pseudo_labels_then_corrections_then_answers_then_drawn_masks() -> None:
@@ -58,15 +59,19 @@ def test_labels_are_pseudo_labels_then_corrections_then_answers_then_drawn_masks
     lcm = AutoCorrection(
         corrector="lcm", round=1, image="9", superpixel=2, old_class=1, new_class=2, confidence=0.99, runs=((3, 2, 1),)
     )
-    labels = compose_labels(pseudo, superpixels, [lcm], {1: 0})
+    labels = compose_labels(pseudo, [lcm], [(superpixels == 1, 0)])
     assert labels.tolist() == [[0, 0, 0], [2, 2, 0]]
-    answered_over_correction = compose_labels(pseudo, superpixels, [lcm], {2: 1})
+    answered_over_correction = compose_labels(pseudo, [lcm], [(superpixels == 2, 1)])
     assert answered_over_correction.tolist() == [[0, 0, 1], [1, 1, 1]]
+    # an answer labels its query's region only: here the left pixel of superpixel 2
+    part = np.zeros((2, 3), dtype=bool)
+    part[1, 0] = True
+    assert compose_labels(pseudo, [lcm], [(part, 0)]).tolist() == [[0, 0, 1], [0, 2, 1]]
     drawn = np.full((2, 3), 255, dtype=np.uint8)
     drawn[0, 0] = 3
-    assert compose_labels(pseudo, superpixels, [lcm], {1: 0}, drawn).tolist() == [[3, 0, 0], [2, 2, 0]]
+    assert compose_labels(pseudo, [lcm], [(superpixels == 1, 0)], drawn).tolist() == [[3, 0, 0], [2, 2, 0]]
     with pytest.raises(ValueError, match=r"the drawn mask is \(1, 3\) but the image is \(2, 3\)"):
-        compose_labels(pseudo, superpixels, [], {}, drawn[:1])
+        compose_labels(pseudo, [], [], drawn[:1])
 
 
 def test_settings_come_from_the_environment_and_bad_values_are_named() -> None:
@@ -78,7 +83,11 @@ def test_settings_come_from_the_environment_and_bad_values_are_named() -> None:
             "LABEL_STUDIO_URL": "http://x/",
         }
     )
-    assert (str(settings.model_dir), settings.queries_per_round, settings.method) == ("/tmp/ws", 12, "sim+plar")
+    assert (str(settings.model_dir), settings.round.queries_per_round, settings.round.method) == (
+        "/tmp/ws",
+        12,
+        "sim+plar",
+    )
     assert settings.label_studio_url == "http://x"
     with pytest.raises(SettingsError, match="ALC_QUERIES_PER_ROUND must be an integer, got 'many'"):
         BackendSettings.from_env({"ALC_QUERIES_PER_ROUND": "many"})
@@ -86,11 +95,11 @@ def test_settings_come_from_the_environment_and_bad_values_are_named() -> None:
         BackendSettings.from_env({"ALC_METHOD": "abc+xyz"})
     with pytest.raises(SettingsError, match="set both BASIC_AUTH_USER and BASIC_AUTH_PASS, or neither"):
         BackendSettings.from_env({"BASIC_AUTH_USER": "me"})
-    with pytest.raises(SettingsError, match="ALC_IMAGE_SIZE must be a positive multiple of 16, got 100"):
+    with pytest.raises(SettingsError, match=r"^ALC_IMAGE_SIZE: image_size must be a positive multiple of 16, got 100$"):
         BackendSettings.from_env({"ALC_IMAGE_SIZE": "100"})
     with pytest.raises(SettingsError, match=r"ALC_PLAR_MIN_PRECISION: min_precision must lie in \[0, 1\], got 1.5"):
         BackendSettings.from_env({"ALC_PLAR_MIN_PRECISION": "1.5"})
-    assert BackendSettings.from_env({"ALC_LCM_MIN_PRECISION": "0.9"}).lcm.min_precision == 0.9
+    assert BackendSettings.from_env({"ALC_LCM_MIN_PRECISION": "0.9"}).round.lcm.min_precision == 0.9
 
 
 class _Flaky(RuntimeError):

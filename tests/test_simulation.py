@@ -17,12 +17,12 @@ from alc_backend.engine.corrections import AutoCorrection, undo_corrections
 from alc_backend.engine.lcm import LCMConfig
 from alc_backend.engine.metrics import confusion_matrix, mean_iou
 from alc_backend.engine.plar import PLARConfig
-from alc_backend.simulation.correctors import AutoCorrectionConfig
-from alc_backend.simulation.methods import parse_method
+from alc_backend.rounds.methods import parse_method
+from alc_backend.rounds.settings import AuditConfig, RoundSettings
 from alc_backend.simulation.runner import Simulation, SimulationConfig
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-FAST = {"epochs": 1, "image_size": 32, "batch_size": 4, "encoder": "resnet18"}
+FAST = RoundSettings(epochs=1, image_size=32, batch_size=4, encoder="resnet18")
 
 
 def write_striped_dataset(root: Path, num_images: int = 6) -> SegmentationDataset:
@@ -68,7 +68,9 @@ def test_parse_method_names_acquisition_and_correctors() -> None:
 
 def test_reference_oracle_with_the_whole_pool_relabels_exactly_the_mostly_wrong_superpixels(tmp_path: Path) -> None:
     dataset = write_striped_dataset(tmp_path / "data")
-    config = SimulationConfig(methods=("cil",), rounds=1, budget=1000, oracle="reference", **FAST)
+    config = SimulationConfig(
+        methods=("cil",), rounds=1, oracle="reference", round=FAST.replace(queries_per_round=1000)
+    )
     results = Simulation(dataset, config, tmp_path / "out", progress=False).run()
 
     # expected by hand: a superpixel changes when at most half of it agrees with the truth
@@ -108,7 +110,9 @@ def changed_superpixels(dataset: SegmentationDataset, name: str) -> int:
 def test_faithful_rounds_never_ask_a_superpixel_twice(tmp_path: Path) -> None:
     dataset = write_striped_dataset(tmp_path / "data")
     total = 4 * len(dataset.train_names)
-    config = SimulationConfig(methods=("sim", "random"), rounds=3, budget=8, seeds=(0, 1), **FAST)
+    config = SimulationConfig(
+        methods=("sim", "random"), rounds=3, seeds=(0, 1), round=FAST.replace(queries_per_round=8)
+    )
     results = Simulation(dataset, config, tmp_path / "out", progress=False).run()
     assert [(run["method"], run["seed"]) for run in results["runs"]] == [
         ("sim", 0),
@@ -120,7 +124,7 @@ def test_faithful_rounds_never_ask_a_superpixel_twice(tmp_path: Path) -> None:
         clicks = [entry["clicks"] for entry in run["rounds"]]
         assert clicks == [0, 8, 16, min(24, total)]
     # after asking about all 20 superpixels every pseudo-label error of a stripe is fixed
-    config = SimulationConfig(methods=("sim",), rounds=1, budget=total, **FAST)
+    config = SimulationConfig(methods=("sim",), rounds=1, round=FAST.replace(queries_per_round=total))
     last = Simulation(dataset, config, tmp_path / "all", progress=False).run()["runs"][0]["rounds"][-1]
     assert last["data_miou"] == pytest.approx(100.0)
     assert json.loads((tmp_path / "all" / "results.json").read_text())["runs"][0]["rounds"][-1] == last
@@ -137,7 +141,7 @@ def test_cli_simulate_writes_results_and_curves(tmp_path: Path) -> None:
     results = json.loads((out / "results.json").read_text())
     assert results["config"]["seeds"] == [0, 1] and results["config"]["device"] == "cpu"
     assert {run["method"] for run in results["runs"]} == {"lcil", "softmin"}
-    keys = {"round", "clicks", "cost_bits", "data_miou", "model_miou", "precision", "recall"}
+    keys = {"round", "clicks", "cost_bits", "data_miou", "model_miou", "precision", "recall", "audits"}
     auto_keys = {"auto_corrected_pixels", "auto_corrected_superpixels", "auto_precision", "auto"}
     assert keys | auto_keys == set(results["runs"][0]["rounds"][1])
     assert all(results["runs"][0]["rounds"][1][key] is None for key in auto_keys)  # no auto-corrector
@@ -199,9 +203,9 @@ def test_a_voc_like_data_set_runs_without_superpixels_val_or_equal_sizes(tmp_pat
 def test_expansion_threshold_runs_through_the_simulation(tmp_path: Path) -> None:
     """eps > 0 re-predicts the asked images and expands each answer only over similar pixels."""
     dataset = write_striped_dataset(tmp_path / "data")
-    config = SimulationConfig(methods=("sim",), rounds=1, budget=20, eps=0.999999, **FAST)
+    config = SimulationConfig(methods=("sim",), rounds=1, round=FAST.replace(queries_per_round=20, eps=0.999999))
     last = Simulation(dataset, config, tmp_path / "out", progress=False).run()["runs"][0]["rounds"][-1]
-    full = SimulationConfig(methods=("sim",), rounds=1, budget=20, **FAST)
+    full = SimulationConfig(methods=("sim",), rounds=1, round=FAST.replace(queries_per_round=20))
     last_full = Simulation(dataset, full, tmp_path / "full", progress=False).run()["runs"][0]["rounds"][-1]
     assert last["clicks"] == last_full["clicks"] == 20
     assert last_full["data_miou"] == pytest.approx(100.0)
@@ -209,14 +213,19 @@ def test_expansion_threshold_runs_through_the_simulation(tmp_path: Path) -> None
 
 
 def test_auto_correctors_leave_answered_superpixels_alone_and_their_journal_undoes_them(tmp_path: Path) -> None:
-    """LCM and PLAR loosened until they act; one round, so undoing them leaves the human answers."""
+    """LCM and PLAR loosened until they act, audits off so that every proposal is written; one
+    round, so undoing them leaves the human answers."""
     dataset = write_striped_dataset(tmp_path / "data", num_images=12)
-    loose = AutoCorrectionConfig(
+    loose = FAST.replace(
+        queries_per_round=8,
         lcm=LCMConfig(tau=0.0, alpha=0.0, min_precision=0.0, require_model_agreement=False, epochs=50),
-        plar=PLARConfig(threshold=1.0, min_pixels=1, require_model_agreement=False, min_precision=0.0),
+        plar=PLARConfig(
+            threshold=1.0, min_pixels=1, require_model_agreement=False, protect_unverified=False, min_precision=0.0
+        ),
         plar_features="softmax",
+        audit=AuditConfig(share=0.0),
     )
-    config = SimulationConfig(methods=("abc+lcm+plar",), rounds=1, budget=8, auto=loose, **FAST)
+    config = SimulationConfig(methods=("abc+lcm+plar",), rounds=1, round=loose)
     results = Simulation(dataset, config, tmp_path / "out", progress=False).run()
     last = results["runs"][0]["rounds"][-1]
     assert last["auto_corrected_pixels"] > 0
@@ -257,13 +266,15 @@ def test_cli_runs_class_balanced_acquisitions_and_the_error_mask_decoder(tmp_pat
     arguments += ["--plar-min-precision", "0.5", "--no-lcm-model-agreement"]
     assert main([*arguments, "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
-    assert results["config"]["abc_uniform"] == "all" and results["config"]["pixbal_nu"] == 6.0
-    assert results["config"]["auto"]["error_decoder"] is True
-    assert results["config"]["auto"]["plar"]["min_precision"] == 0.5
-    assert results["config"]["auto"]["lcm"]["require_model_agreement"] is False
+    recorded = results["config"]["round"]
+    assert recorded["abc_uniform"] == "all" and recorded["pixbal_nu"] == 6.0
+    assert recorded["error_decoder"] is True
+    assert recorded["plar"]["min_precision"] == 0.5
+    assert recorded["lcm"]["require_model_agreement"] is False
+    assert RoundSettings.from_json(recorded).replace(method="abc", seed=0).plar.min_precision == 0.5
     by_method = {run["method"]: run["rounds"] for run in results["runs"]}
     assert [entry["clicks"] for entry in by_method["pixbal"]] == [0, 4, 8]
     plar_round = by_method["sim+plar"][1]
     assert set(plar_round["auto"]) == {"plar"}
     held_out = plar_round["auto"]["plar"]
-    assert 0 <= held_out["held_out_right"] <= held_out["held_out_decided"] <= 4  # one vote per answered stripe
+    assert 0 <= held_out["held_out_right"] <= held_out["held_out_pixels"] <= 4 * 8 * 32  # the answered stripes' pixels

@@ -27,6 +27,8 @@ class AutoCorrection:
         new_class: the label written.
         confidence: the corrector's confidence in ``new_class``, in ``[0, 1]``.
         runs: ``(flat start, length, old label)`` of the changed pixels, raster order.
+        rejected_round: the round whose audit found the change wrong and undid it; None while
+            it is in force.
     """
 
     corrector: str
@@ -37,6 +39,7 @@ class AutoCorrection:
     new_class: int
     confidence: float
     runs: tuple[tuple[int, int, int], ...]
+    rejected_round: int | None = None
 
     @property
     def pixels(self) -> int:
@@ -55,6 +58,7 @@ class AutoCorrection:
             "confidence": self.confidence,
             "pixels": self.pixels,
             "runs": [list(run) for run in self.runs],
+            "rejected_round": self.rejected_round,
         }
 
     @classmethod
@@ -69,6 +73,17 @@ class AutoCorrection:
             new_class=int(record["new_class"]),
             confidence=float(record["confidence"]),
             runs=tuple((int(s), int(n), int(v)) for s, n, v in record["runs"]),
+            rejected_round=None if record.get("rejected_round") is None else int(record["rejected_round"]),
+        )
+
+    def same_change(self, other: AutoCorrection) -> bool:
+        """Whether ``other`` records the same change (corrector, round, image, superpixel and class)."""
+        return (self.corrector, self.round, self.image, self.superpixel, self.new_class) == (
+            other.corrector,
+            other.round,
+            other.image,
+            other.superpixel,
+            other.new_class,
         )
 
 

@@ -98,6 +98,20 @@ def wilson_lower_bound(share: np.ndarray, trials: np.ndarray, z: float) -> np.nd
     return np.where(trials > 0, bound, 0.0)
 
 
+def wilson_upper_bound(share: np.ndarray, trials: np.ndarray, z: float) -> np.ndarray:
+    """Wilson score upper bound of a proportion (1 where there are no trials).
+
+    ``(p + z^2/2n + z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n)`` element-wise; it equals
+    ``1 - wilson_lower_bound(1 - p, n, z)``.
+    """
+    trials = np.asarray(trials, dtype=np.float64)
+    share = np.asarray(share, dtype=np.float64)
+    n = np.maximum(trials, 1.0)
+    spread = z * np.sqrt(share * (1.0 - share) / n + z * z / (4.0 * n * n))
+    bound = (share + z * z / (2.0 * n) + spread) / (1.0 + z * z / n)
+    return np.where(trials > 0, bound, 1.0)
+
+
 def achievable_segmentation_accuracy(superpixels: np.ndarray, ground_truth: np.ndarray) -> float:
     """Achievable segmentation accuracy (ASA) of a superpixel map.
 

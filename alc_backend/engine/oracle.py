@@ -2,7 +2,8 @@
 
 - ``faithful`` (default): sees only the representative pixel, like a real annotator shown a
   point; answers its true class. On a pixel the ground truth leaves unlabelled (255), it
-  answers the majority true class of the superpixel, as a person looking at the region would.
+  answers the majority true class of the region, as a person looking at the region would.
+  Audits of automatic corrections are always answered this way.
 - ``reference``: what the papers' code does: reads the ground truth over the whole superpixel
   and relabels the superpixel with its majority true class when at most half of its pixels
   currently agree with the ground truth; otherwise it leaves the labels as they are.
@@ -32,24 +33,22 @@ def majority_true_class(ground_truth: np.ndarray, member: np.ndarray) -> int:
     return int(np.bincount(values).argmax())
 
 
-def faithful_answer(
-    ground_truth: np.ndarray, superpixels: np.ndarray, superpixel_id: int, representative: tuple[int, int]
-) -> int:
+def faithful_answer(ground_truth: np.ndarray, region: np.ndarray, representative: tuple[int, int]) -> int:
     """The true class at the representative pixel (see module doc for unlabelled pixels).
 
     Args:
         ground_truth: ``(H, W)`` true classes, 255 = ignore.
-        superpixels: ``(H, W)`` ids.
-        superpixel_id: the queried superpixel.
+        region: ``(H, W)`` bool, the region the query asks about (a correction query's
+            superpixel, or an audited change).
         representative: ``(row, col)`` shown to the annotator.
 
     Returns:
-        the answered class, or 255 when the whole superpixel is unlabelled.
+        the answered class, or 255 when the whole region is unlabelled.
     """
     answer = int(ground_truth[representative[0], representative[1]])
     if answer != IGNORE_INDEX:
         return answer
-    return majority_true_class(ground_truth, superpixels == superpixel_id)
+    return majority_true_class(ground_truth, region)
 
 
 def reference_answer(

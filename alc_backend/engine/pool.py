@@ -98,3 +98,22 @@ def representative_pixels(probs: np.ndarray, superpixels: np.ndarray) -> np.ndar
     flat_index = representative_indices(flat, Segments.from_map(superpixels), unit_columns(flat))
     rows, cols = np.divmod(flat_index, superpixels.shape[1])
     return np.stack([rows, cols], axis=1)
+
+
+def region_representative(probs: np.ndarray, region: np.ndarray) -> tuple[int, int]:
+    """The representative pixel (eqs. 4-6) of one region, as if it were a superpixel.
+
+    Args:
+        probs: ``(C, H, W)`` softmax probabilities.
+        region: ``(H, W)`` bool, at least one pixel.
+
+    Returns:
+        ``(row, col)`` inside ``region``.
+    """
+    if region.shape != probs.shape[1:]:
+        raise ValueError(f"the region is {region.shape} but probs are {probs.shape[1:]}")
+    if not region.any():
+        raise ValueError("the region holds no pixel")
+    ids = np.where(region, 0, 1) if not region.all() else np.zeros(region.shape, dtype=np.int64)
+    row, col = representative_pixels(probs, ids)[0]
+    return int(row), int(col)

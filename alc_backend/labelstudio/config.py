@@ -20,6 +20,7 @@ MAX_CLASSES = 255
 REGION_LABEL = "query region"
 POINT_LABEL = "query pixel"
 QUESTION = "Is the highlighted region labelled right? Change the class only if it is wrong."
+AUDIT_QUESTION = "This region was changed to {name}: is {name} right? Change the class only if it is wrong."
 
 _IMAGE_PROJECT = "alc-backend serves Image + BrushLabels projects"
 _QUERY_PROJECT = "a query project has one Image, BrushLabels, KeyPointLabels and Choices each (see query_label_config)"
@@ -96,13 +97,14 @@ def query_label_config(class_names: Sequence[str]) -> str:
     """The labeling config of a query project for the classes ``class_names`` (choice order = class index).
 
     The question and the choices come first: Label Studio sizes the image to the window's
-    height, so whatever follows it starts below the fold.
+    height, so whatever follows it starts below the fold. The question is the task's
+    ``question`` field (:func:`query_question`): correction queries and audits ask differently.
     """
     class_names = tuple(class_names)
     _check_class_names(class_names)
     choices = "\n".join(f"    <Choice value={quoteattr(name)}/>" for name in class_names)
     return f"""<View>
-  <Header value={quoteattr(QUESTION)}/>
+  <Header value="$question"/>
   <Choices name="answer" toName="image" choice="single" required="true" showInline="true">
 {choices}
   </Choices>
@@ -115,6 +117,11 @@ def query_label_config(class_names: Sequence[str]) -> str:
   </KeyPointLabels>
 </View>
 """
+
+
+def query_question(kind: str, proposed: str) -> str:
+    """The question a query task shows: a correction query's, or an audit's naming the class ``proposed``."""
+    return AUDIT_QUESTION.format(name=proposed) if kind == "audit" else QUESTION
 
 
 def project_kind(xml: str) -> str:

@@ -3,8 +3,8 @@
 Label Studio may deliver webhook events twice or out of order, and annotators may update or
 delete answers. :func:`record_event` keeps, per annotation, the newest state seen; a deletion
 is final (Label Studio never reuses annotation ids). :func:`compose_labels` rebuilds an
-image's labels from its pseudo-labels, the automatic corrections and the live answers, so that
-re-applying the same answers always gives the same labels.
+image's labels from its pseudo-labels, the automatic corrections in force and the live answers
+(each over its query's region), so that re-applying the same answers always gives the same labels.
 """
 
 from __future__ import annotations
@@ -52,42 +52,43 @@ def live_answers(answers: Mapping[int, AnswerRecord]) -> dict[int, AnswerRecord]
     return best
 
 
-def answered_superpixels(
+def answered_queries(
     answers: Mapping[int, AnswerRecord], queries: Mapping[int, QueryRecord]
-) -> dict[int, dict[int, int]]:
-    """Image task id -> {superpixel id: answered class} from the live, non-skipped answers."""
-    result: dict[int, dict[int, int]] = {}
+) -> dict[int, list[tuple[QueryRecord, int]]]:
+    """Image task id -> its answered queries with the class given, in the order they were asked.
+
+    Only live, non-skipped answers count; the order is by round, then rank.
+    """
+    result: dict[int, list[tuple[QueryRecord, int]]] = {}
     for query_task, record in live_answers(answers).items():
         query = queries.get(query_task)
         if query is None or record.answer is None:
             continue
-        result.setdefault(query.image_task, {})[query.superpixel] = record.answer
+        result.setdefault(query.image_task, []).append((query, record.answer))
+    for answered in result.values():
+        answered.sort(key=lambda pair: (pair[0].round, pair[0].rank))
     return result
 
 
 def compose_labels(
     pseudo: np.ndarray,
-    superpixels: np.ndarray,
     corrections: Sequence[AutoCorrection],
-    answered: Mapping[int, int],
+    answered: Sequence[tuple[np.ndarray, int]],
     manual: np.ndarray | None = None,
 ) -> np.ndarray:
     """An image's current ``(H, W)`` uint8 labels.
 
     Args:
         pseudo: ``(H, W)`` initial labels, 255 = none.
-        superpixels: ``(H, W)`` superpixel ids.
-        corrections: this image's automatic corrections, in the order they were made.
-        answered: superpixel id -> the class an annotator gave it; each answer covers its
-            whole superpixel and overrides automatic corrections.
+        corrections: this image's automatic corrections in force, in the order they were made.
+        answered: ``((H, W) bool region, class)`` of each answer, in the order asked; an answer
+            labels its query's region and overrides automatic corrections.
         manual: ``(H, W)`` a mask an annotator drew on the image itself; where it has a class
             (not 255) it overrides everything else.
     """
-    if pseudo.shape != superpixels.shape:
-        raise ValueError(f"pseudo-labels are {pseudo.shape} but superpixels are {superpixels.shape}")
     labels = apply_corrections(pseudo, corrections)
-    for superpixel, answer in answered.items():
-        labels[superpixels == superpixel] = answer
+    for region, answer in answered:
+        labels[region] = answer
     if manual is not None:
         if manual.shape != labels.shape:
             raise ValueError(f"the drawn mask is {manual.shape} but the image is {labels.shape}")

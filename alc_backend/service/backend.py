@@ -25,6 +25,7 @@ from alc_backend.labelstudio.payloads import answer_class, brush_results, valida
 from alc_backend.service.answers import record_event
 from alc_backend.service.notes import MemoryNotes, RedisNotes, WorkNotes
 from alc_backend.service.project_work import UNCERTAINTY_SAMPLING, ProjectWork, rank_score
+from alc_backend.service.rounds import corrector_status
 from alc_backend.service.settings import BackendSettings
 from alc_backend.service.workspace import (
     AnswerRecord,
@@ -234,6 +235,7 @@ class Backend:
                 "tasks": len(tasks),
                 "task_errors": {str(t): r.error for t, r in tasks.items() if r.error},
                 "errors": self._errors_of(project),
+                "correctors": corrector_status(workspace, self.settings.round.correctors),
             }
         return {"status": "UP", "model_class": "alc-backend", "jobs": self.runner.status(), "projects": projects}
 

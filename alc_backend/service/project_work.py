@@ -7,9 +7,10 @@
 - ``export``: write the corrected data set in the VOC layout under ``MODEL_DIR/exports/``;
 - ``write_back``: write the current masks to the image tasks as predictions (skipping tasks
   that already hold the current model version's, so a retried job writes each once);
-- ``finish_round``: pull all answers from Label Studio (the source of truth), run the
-  auto-correctors with the round's model, retrain, write the corrected masks back to the image
-  tasks under a new model version, rescore and open the next round.
+- ``finish_round``: pull all answers from Label Studio (the source of truth), end the round
+  with the round core (audits settle, the correctors write what their audits trust, the next
+  round's audits are drawn), retrain, write the corrected masks back to the image tasks under a
+  new model version, and open the next round: correction queries and audits, in one order.
 
 Every job may run again after a failure without doing its work twice in Label Studio.
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,7 @@ import torch
 from tqdm import tqdm
 
 from alc_backend import IGNORE_INDEX
-from alc_backend.engine.corrections import AutoCorrection
-from alc_backend.engine.pseudo_labels import PseudoLabelError, majority_per_superpixel
+from alc_backend.engine.pseudo_labels import PseudoLabelError
 from alc_backend.labelstudio.client import LabelStudioClient, LabelStudioUnavailable
 from alc_backend.labelstudio.config import (
     ImageProjectConfig,
@@ -38,21 +38,23 @@ from alc_backend.labelstudio.config import (
     parse_image_config,
     parse_query_config,
     query_label_config,
+    query_question,
 )
 from alc_backend.labelstudio.payloads import answer_class, brush_results, query_results, validate_results
 from alc_backend.preannotation.pseudo_labels import DetectorSource, load_detector
 from alc_backend.preannotation.superpixel_sources import superpixel_maker
-from alc_backend.service.answers import answered_superpixels, compose_labels, live_answers, record_event
+from alc_backend.rounds.images import Query
+from alc_backend.service.answers import live_answers, record_event
 from alc_backend.service.export import export_project
 from alc_backend.service.notes import MemoryNotes, WorkNotes
 from alc_backend.service.parts import PreparationParts
 from alc_backend.service.rounds import (
-    Candidate,
-    auto_correct,
-    choose_queries,
-    iter_task_probs,
-    load_round_model,
-    train_round_model,
+    choose_round_queries,
+    compose_tasks,
+    end_round,
+    label_unlabelled,
+    record_queries,
+    round_model,
 )
 from alc_backend.service.settings import BackendSettings
 from alc_backend.service.sources import TaskDataError, decode_image, latest_manual_mask, pseudo_labels, task_name
@@ -195,7 +197,7 @@ class ProjectWork:
         workspace.save_manual(task_id, manual)
         record.height, record.width = shape
         record.pseudo_source = source
-        self._compose(workspace, [task_id])
+        compose_tasks(workspace, [task_id])
         return record
 
     def _prepare_superpixels(self, workspace: Workspace, task_id: int, image: np.ndarray) -> np.ndarray:
@@ -241,7 +243,7 @@ class ProjectWork:
             drawn = {task for task, record in workspace.tasks().items() if not record.error}
         if drawn:
             self._read_drawn_masks(workspace, drawn)
-        self._compose(workspace, answered | drawn)
+        compose_tasks(workspace, answered | drawn)
         state = workspace.state()
         if state.round_open and self._round_answered(workspace, state.round):
             if self.submit is None:
@@ -283,30 +285,15 @@ class ProjectWork:
             usable = self.usable_tasks(workspace)
             model = self._round_model(workspace, usable, state.round)
             if model is not None:
-                self._write_back(workspace, client, self._label_unlabelled(workspace, model, usable))
+                self._write_back(workspace, client, label_unlabelled(workspace, model, usable, self.settings.round))
             return
         if not state.round_open:
             self._open_round(workspace, client, state.round + 1)
             return
         self._sync_answers(workspace, client, state)
-        usable = self.usable_tasks(workspace)
-        self._compose(workspace, usable)
-        queries = workspace.queries()
-        live = live_answers(workspace.answers())
-        round_answers = [
-            (queries[task], record.answer)
-            for task, record in live.items()
-            if task in queries and queries[task].round == state.round and record.answer is not None
-        ]
-        asked = _asked(queries)
-        model = load_round_model(workspace, self.settings)
-        num_classes = len(state.class_names)
-        if model is not None and round_answers:
-            records = auto_correct(
-                workspace, model, usable, round_answers, asked, num_classes, self.settings, state.round
-            )
-            if records:
-                workspace.save_corrections(workspace.corrections() + records)
+        outcome = end_round(workspace, self.usable_tasks(workspace), self.settings.round, state.round)
+        if outcome is not None:
+            logger.info("project %s: round %d ended: %s", state.project, state.round, _describe(outcome.notes))
         with workspace.lock:
             state = workspace.state()
             state.round_open = False
@@ -327,28 +314,20 @@ class ProjectWork:
         usable = self.usable_tasks(workspace)
         if not usable or state.query_project is None:
             return
-        num_classes = len(state.class_names)
         model = self._round_model(workspace, usable, round_index - 1)
         if model is None:
             return
-        self._label_unlabelled(workspace, model, usable)
-        queries = workspace.queries()
-        candidates, image_scores = choose_queries(
-            workspace, model, usable, _asked(queries), num_classes, self.settings, round_index
-        )
-        records = workspace.tasks()
-        for task, score in image_scores.items():
-            records[task].score = score
-        workspace.save_tasks(records)
+        label_unlabelled(workspace, model, usable, self.settings.round)
+        choice = choose_round_queries(workspace, model, usable, self.settings.round, round_index)
         self._write_back(workspace, client, usable)
-        new_queries = {task: query for task, query in queries.items() if query.round == round_index}
+        new_queries = {task: query for task, query in workspace.queries().items() if query.round == round_index}
         if not new_queries:
-            new_queries = self._create_queries(client, state, round_index, candidates, records)
+            records = workspace.tasks()
+            new_queries = self._create_queries(client, state, round_index, choice.queries, records)
+            record_queries(workspace, new_queries)
         if not new_queries:
             logger.info("project %s: every superpixel has been asked about; no round %d", state.project, round_index)
             return
-        queries.update(new_queries)
-        workspace.save_queries(queries)
         version = f"alc-q{round_index}"
         config = parse_query_config(query_label_config(state.class_names))
         for query in sorted(new_queries.values(), key=lambda q: q.rank):
@@ -364,84 +343,47 @@ class ProjectWork:
             workspace.save_state(state)
 
     def _round_model(self, workspace: Workspace, usable: list[int], after_rounds: int) -> torch.nn.Module | None:
-        """The model trained after ``after_rounds`` rounds: the saved one if it is that one, else a new one.
-
-        None (and a note in ``/health``) when no task has a labelled pixel to learn from.
-        """
-        state = workspace.state()
-        if state.model_round == after_rounds:
-            model = load_round_model(workspace, self.settings)
-            if model is not None:
-                return model
-        labelled = [task for task in usable if (workspace.labels(task) != IGNORE_INDEX).any()]
-        if not labelled:
-            self.note_error(state.project, "no task has a labelled pixel yet: nothing to train a model on")
-            return None
-        model = train_round_model(workspace, labelled, len(state.class_names), self.settings, after_rounds)
-        with workspace.lock:
-            state = workspace.state()
-            state.model_round = after_rounds
-            workspace.save_state(state)
+        """The model trained after ``after_rounds`` rounds (:func:`round_model`); None, and a note in
+        ``/health``, when no task has a labelled pixel to learn from."""
+        model = round_model(workspace, usable, after_rounds, self.settings.round)
+        if model is None:
+            self.note_error(workspace.project, "no task has a labelled pixel yet: nothing to train a model on")
         return model
-
-    def _label_unlabelled(self, workspace: Workspace, model: torch.nn.Module, usable: list[int]) -> list[int]:
-        """Give the tasks that had no pseudo-label source the model's labels as pseudo-labels; returns them.
-
-        Each superpixel takes the class the model predicts for most of its pixels.
-        """
-        records = workspace.tasks()
-        unlabelled = [task for task in usable if records[task].pseudo_source is None]
-        for task, probs in iter_task_probs(workspace, model, unlabelled, self.settings):
-            labels = majority_per_superpixel(probs.argmax(axis=0).astype(np.uint8), workspace.superpixels(task))
-            workspace.save_pseudo(task, labels)
-            records[task].pseudo_source = f"model majority per superpixel after round {workspace.state().model_round}"
-        self._compose(workspace, unlabelled)
-        if unlabelled:
-            workspace.save_tasks(records)
-        return unlabelled
 
     def _create_queries(
         self,
         client: LabelStudioClient,
         state: ProjectState,
         round_index: int,
-        candidates: list[Candidate],
+        queries: list[Query],
         records: dict[int, TaskRecord],
     ) -> dict[int, QueryRecord]:
-        """Create the query tasks of ``candidates``, taking over those Label Studio already holds."""
+        """Create the query tasks of ``queries`` (in rank order), taking over those Label Studio already holds."""
         assert state.query_project is not None
         held: dict[tuple[int, int], int] = {}
         for task in client.list_tasks(state.query_project):
             data = task.get("data", {})
             if data.get("round") == round_index and data.get("image_project") == state.project:
                 held[(int(data["image_task"]), int(data["superpixel"]))] = int(task["id"])
-        missing = [(rank, c) for rank, c in enumerate(candidates) if (c.image_task, c.superpixel) not in held]
+        missing = [(rank, q) for rank, q in enumerate(queries) if (int(q.image), q.superpixel) not in held]
         data = [
             {
-                "image": records[c.image_task].image,
+                "image": records[int(q.image)].image,
                 "image_project": state.project,
-                "image_task": c.image_task,
-                "superpixel": c.superpixel,
+                "image_task": int(q.image),
+                "superpixel": q.superpixel,
                 "round": round_index,
                 "rank": rank,
+                "kind": q.kind,
+                "question": query_question(q.kind, state.class_names[q.proposed]),
             }
-            for rank, c in missing
+            for rank, q in missing
         ]
         ids = client.create_tasks(state.query_project, data)
-        held.update({(c.image_task, c.superpixel): task for (_, c), task in zip(missing, ids, strict=True)})
+        held.update({(int(q.image), q.superpixel): task for (_, q), task in zip(missing, ids, strict=True)})
         return {
-            held[(c.image_task, c.superpixel)]: QueryRecord(
-                held[(c.image_task, c.superpixel)],
-                c.image_task,
-                c.superpixel,
-                c.row,
-                c.col,
-                c.proposed,
-                c.label_before,
-                round_index,
-                rank,
-            )
-            for rank, c in enumerate(candidates)
+            held[(int(q.image), q.superpixel)]: QueryRecord.of(held[(int(q.image), q.superpixel)], q, round_index, rank)
+            for rank, q in enumerate(queries)
         }
 
     def _write_back(self, workspace: Workspace, client: LabelStudioClient, tasks: list[int]) -> None:
@@ -505,47 +447,30 @@ class ProjectWork:
         live = live_answers(workspace.answers())
         return bool(queries) and all(query.task in live for query in queries)
 
-    def _compose(self, workspace: Workspace, tasks: Iterable[int]) -> None:
-        """Rebuild the current labels of ``tasks`` from pseudo-labels, corrections, answers and drawn masks.
-
-        The answers, queries and the correction journal are read once for all of them.
-        """
-        tasks = list(tasks)
-        if not tasks:
-            return
-        answered = answered_superpixels(workspace.answers(), workspace.queries())
-        corrections: dict[str, list[AutoCorrection]] = {}
-        for record in workspace.corrections():
-            corrections.setdefault(record.image, []).append(record)
-        for task in tasks:
-            labels = compose_labels(
-                workspace.pseudo(task),
-                workspace.superpixels(task),
-                corrections.get(str(task), []),
-                answered.get(task, {}),
-                workspace.manual(task),
-            )
-            workspace.save_labels(task, labels)
-
     def usable_tasks(self, workspace: Workspace) -> list[int]:
         return sorted(t for t, r in workspace.tasks().items() if not r.error and workspace.has_labels(t))
 
     def query_result(
         self, workspace: Workspace, query: QueryRecord, config: QueryProjectConfig
     ) -> list[dict[str, Any]]:
-        region = workspace.superpixels(query.image_task) == query.superpixel
+        superpixels = workspace.superpixels(query.image_task)
+        region = query.query(superpixels).region_mask(superpixels.shape)
         result = query_results(region, (query.row, query.col), query.proposed, config)
         validate_results(result, config)
         return result
 
 
+def _describe(notes: dict[str, dict[str, Any]]) -> str:
+    """One line of what each corrector did at the end of a round, for the log."""
+    parts = []
+    for corrector, done in notes.items():
+        text = f"{corrector} wrote {done.get('written', 0)}, held back {done.get('held_back', 0)}"
+        if done.get("abstained"):
+            text += f" (abstained: {done['abstained']})"
+        parts.append(text)
+    return "; ".join(parts) or "no corrector"
+
+
 def rank_score(rank: int) -> float:
     """Prediction score of the query at ``rank``: Label Studio serves the lowest score first."""
     return rank / (rank + 1.0)
-
-
-def _asked(queries: dict[int, QueryRecord]) -> dict[int, set[int]]:
-    asked: dict[int, set[int]] = {}
-    for query in queries.values():
-        asked.setdefault(query.image_task, set()).add(query.superpixel)
-    return asked

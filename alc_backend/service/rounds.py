@@ -1,92 +1,268 @@
-"""The machine-learning side of a round, over a workspace: train, score, auto-correct.
+"""The backend's side of the round core: a workspace's image tasks as the images of a round.
 
-Nothing here talks to Label Studio. A round's model scores every superpixel nobody has been
-asked about with the configured acquisition (``ALC_METHOD``, e.g. ``abc+lcm``), and after the
-round's answers the same model drives the auto-correctors (LCM, PLAR) before it is retrained.
+Nothing here talks to Label Studio: :class:`~alc_backend.service.project_work.ProjectWork`
+calls these steps around its Label Studio requests, and tests run them on a workspace alone.
+:class:`WorkspaceImages` implements the round core's
+:class:`~alc_backend.rounds.images.RoundImages` over a workspace (keys are the image task ids
+as text): its labels are composed from the pseudo-labels, the journal of automatic
+corrections in force and the live answers (:func:`compose_tasks`), so that writing or
+rejecting a correction, like an arriving answer, recomposes the labels it touches.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+import dataclasses
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
 
 from alc_backend import IGNORE_INDEX
-from alc_backend.engine.acquisition import abc_class_weights, label_confidence, label_pixel_counts, score_superpixels
-from alc_backend.engine.corrections import AutoCorrection, apply_corrections, record_changes, relabel_superpixels
-from alc_backend.engine.lcm import AnsweredSuperpixels, propose_corrections
-from alc_backend.engine.metrics import wilson_lower_bound
-from alc_backend.engine.plar import held_out_votes, refine_labels
-from alc_backend.engine.pool import dominant_classes, representative_pixels
-from alc_backend.engine.segments import Segments
-from alc_backend.service.settings import BackendSettings
+from alc_backend.engine.corrections import AutoCorrection
+from alc_backend.engine.pseudo_labels import majority_per_superpixel
+from alc_backend.rounds.corrections import RoundCorrections, correct_round
+from alc_backend.rounds.images import Answer, Query, VerifiedPixels
+from alc_backend.rounds.queries import QueryChoice, choose_queries
+from alc_backend.rounds.settings import RoundSettings
+from alc_backend.rounds.training import model_config, probabilities, train_round_model
+from alc_backend.service.answers import answered_queries, compose_labels, live_answers
 from alc_backend.service.workspace import QueryRecord, Workspace
-from alc_backend.simulation.correctors import majority_labels, pixel_features, superpixel_means
-from alc_backend.simulation.methods import parse_method
 from alc_backend.training.checkpoint import load_checkpoint, save_checkpoint
 from alc_backend.training.device import pick_device
-from alc_backend.training.inference import iter_probs, iter_probs_and_features
-from alc_backend.training.model import ModelConfig, default_encoder
-from alc_backend.training.trainer import TrainConfig, train_model
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One superpixel chosen for a correction query, in rank order.
-
-    ``row``/``col``: the representative pixel; ``proposed``: the current label there (shown
-    pre-selected); ``label_before``: the superpixel's majority label; ``score``: acquisition score.
-    """
-
-    image_task: int
-    superpixel: int
-    row: int
-    col: int
-    proposed: int
-    label_before: int
-    score: float
 
 
 class WorkspaceImages:
-    """The usable image tasks of a workspace as training samples ``(image, labels)``."""
+    """The image tasks ``tasks`` of a workspace as the round core's images.
 
-    def __init__(self, workspace: Workspace, tasks: Sequence[int]) -> None:
+    The queries and answers are read once, when it is made: make a new one after they change.
+    """
+
+    def __init__(self, workspace: Workspace, tasks: Sequence[int], num_classes: int) -> None:
         self.workspace = workspace
         self.tasks = tuple(tasks)
+        self._num_classes = num_classes
+        queries = workspace.queries()
+        self._asked: dict[int, set[int]] = {}
+        for record in queries.values():
+            self._asked.setdefault(record.image_task, set()).add(record.superpixel)
+        self._answered = answered_queries(workspace.answers(), queries)
 
-    def __len__(self) -> int:
-        return len(self.tasks)
+    @property
+    def num_classes(self) -> int:
+        return self._num_classes
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        task = self.tasks[index]
-        return self.workspace.image(task), self.workspace.labels(task)
+    def keys(self) -> Sequence[str]:
+        return tuple(str(task) for task in self.tasks)
+
+    def image(self, key: str) -> np.ndarray:
+        return self.workspace.image(int(key))
+
+    def superpixels(self, key: str) -> np.ndarray:
+        return self.workspace.superpixels(int(key))
+
+    def labels(self, key: str) -> np.ndarray:
+        return self.workspace.labels(int(key))
+
+    def asked(self, key: str) -> set[int]:
+        return set(self._asked.get(int(key), set()))
+
+    def verified(self, key: str) -> VerifiedPixels:
+        task = int(key)
+        superpixels = self.workspace.superpixels(task)
+        mask = np.zeros(superpixels.shape, dtype=bool)
+        for record, _ in self._answered.get(task, []):
+            mask |= record.query(superpixels).region_mask(superpixels.shape)
+        before = self.workspace.before(task) if mask.any() else np.full(mask.shape, IGNORE_INDEX, np.uint8)
+        return VerifiedPixels(mask, before)
+
+    def answers(self) -> list[Answer]:
+        """Every live answer of these tasks, in the order the queries were asked (round, then rank)."""
+        pairs = [pair for task in self.tasks for pair in self._answered.get(task, [])]
+        pairs.sort(key=lambda pair: (pair[0].round, pair[0].rank))
+        return [
+            Answer(record.query(self.workspace.superpixels(record.image_task)), answer, record.round)
+            for record, answer in pairs
+        ]
+
+    def corrections(self) -> list[AutoCorrection]:
+        return [record for record in self.workspace.corrections() if record.rejected_round is None]
+
+    def apply_corrections(self, records: Sequence[AutoCorrection]) -> None:
+        if not records:
+            return
+        with self.workspace.lock:
+            self.workspace.save_corrections(self.workspace.corrections() + list(records))
+        compose_tasks(self.workspace, {int(record.image) for record in records})
+
+    def reject_corrections(self, records: Sequence[AutoCorrection], round_index: int) -> None:
+        with self.workspace.lock:
+            journal = [
+                dataclasses.replace(record, rejected_round=round_index)
+                if record.rejected_round is None and any(record.same_change(r) for r in records)
+                else record
+                for record in self.workspace.corrections()
+            ]
+            self.workspace.save_corrections(journal)
+        compose_tasks(self.workspace, {int(record.image) for record in records})
+
+    def record_before(self, queries: Iterable[Query]) -> None:
+        """Keep the labels the regions of new ``queries`` hold now, as their labels before the answers."""
+        by_task: dict[int, list[Query]] = {}
+        for query in queries:
+            by_task.setdefault(int(query.image), []).append(query)
+        for task, task_queries in by_task.items():
+            labels = self.workspace.labels(task)
+            before = self.workspace.before(task)
+            for query in task_queries:
+                region = query.region_mask(labels.shape)
+                before[region] = labels[region]
+            self.workspace.save_before(task, before)
 
 
-def train_round_model(
-    workspace: Workspace, tasks: Sequence[int], num_classes: int, settings: BackendSettings, round_index: int
-) -> torch.nn.Module:
-    """Train a model on the current labels of ``tasks`` and save it as the workspace's checkpoint."""
-    device = pick_device(settings.device)
-    model_config = ModelConfig(
-        num_classes=num_classes,
-        encoder=settings.encoder or default_encoder(device),
-        encoder_weights_path=settings.encoder_weights,
+def reset_round_corrections(workspace: Workspace, round_index: int) -> set[int]:
+    """Take back what an interrupted end of round ``round_index`` wrote to the journal; returns the tasks touched.
+
+    The corrections it made are dropped and the rejections it recorded are lifted, so that
+    ending the round again decides on the same labels as the first time.
+    """
+    with workspace.lock:
+        journal = workspace.corrections()
+        kept = [
+            dataclasses.replace(record, rejected_round=None) if record.rejected_round == round_index else record
+            for record in journal
+            if record.round != round_index
+        ]
+        touched = {int(record.image) for record in journal if record not in kept}
+        if touched:
+            workspace.save_corrections(kept)
+    return touched
+
+
+def compose_tasks(workspace: Workspace, tasks: Iterable[int]) -> None:
+    """Rebuild the current labels of ``tasks`` from pseudo-labels, corrections in force, answers and drawn masks.
+
+    The answers, queries and the correction journal are read once for all of them.
+    """
+    tasks = list(tasks)
+    if not tasks:
+        return
+    answered = answered_queries(workspace.answers(), workspace.queries())
+    corrections: dict[str, list[AutoCorrection]] = {}
+    for record in workspace.corrections():
+        if record.rejected_round is None:
+            corrections.setdefault(record.image, []).append(record)
+    for task in tasks:
+        superpixels = workspace.superpixels(task)
+        regions = [
+            (record.query(superpixels).region_mask(superpixels.shape), answer)
+            for record, answer in answered.get(task, [])
+        ]
+        labels = compose_labels(workspace.pseudo(task), corrections.get(str(task), []), regions, workspace.manual(task))
+        workspace.save_labels(task, labels)
+
+
+def round_model(
+    workspace: Workspace, usable: Sequence[int], after_rounds: int, settings: RoundSettings
+) -> torch.nn.Module | None:
+    """The model trained after ``after_rounds`` rounds: the saved one if it is that one, else a new one.
+
+    None when no task has a labelled pixel to learn from.
+    """
+    state = workspace.state()
+    if state.model_round == after_rounds:
+        model = load_workspace_model(workspace, settings)
+        if model is not None:
+            return model
+    if not any((workspace.labels(task) != IGNORE_INDEX).any() for task in usable):
+        return None
+    model = train_workspace_model(
+        workspace, WorkspaceImages(workspace, usable, len(state.class_names)), settings, after_rounds
     )
-    train_config = TrainConfig(
-        image_size=settings.image_size,
-        epochs=settings.epochs,
-        batch_size=settings.batch_size,
-        lr=settings.lr,
-        seed=settings.seed + round_index,
-    )
-    model = train_model(WorkspaceImages(workspace, tasks), model_config, train_config, device, progress=False)
-    save_checkpoint(workspace.checkpoint_path, model, model_config, {"round": str(round_index)})
+    with workspace.lock:
+        state = workspace.state()
+        state.model_round = after_rounds
+        workspace.save_state(state)
     return model
 
 
-def load_round_model(workspace: Workspace, settings: BackendSettings) -> torch.nn.Module | None:
+def label_unlabelled(
+    workspace: Workspace, model: torch.nn.Module, usable: Sequence[int], settings: RoundSettings
+) -> list[int]:
+    """Give the tasks that had no pseudo-label source the model's labels as pseudo-labels; returns them.
+
+    Each superpixel takes the class the model predicts for most of its pixels.
+    """
+    records = workspace.tasks()
+    unlabelled = [task for task in usable if records[task].pseudo_source is None]
+    images = WorkspaceImages(workspace, unlabelled, len(workspace.state().class_names))
+    for key, probs in probabilities(images, model, images.keys(), settings):
+        task = int(key)
+        labels = majority_per_superpixel(probs.argmax(axis=0).astype(np.uint8), workspace.superpixels(task))
+        workspace.save_pseudo(task, labels)
+        records[task].pseudo_source = f"model majority per superpixel after round {workspace.state().model_round}"
+    compose_tasks(workspace, unlabelled)
+    if unlabelled:
+        workspace.save_tasks(records)
+    return unlabelled
+
+
+def choose_round_queries(
+    workspace: Workspace, model: torch.nn.Module, usable: Sequence[int], settings: RoundSettings, round_index: int
+) -> QueryChoice:
+    """Round ``round_index``'s queries, with the audits the last round chose; keeps each task's image score."""
+    images = WorkspaceImages(workspace, usable, len(workspace.state().class_names))
+    choice = choose_queries(images, model, settings, round_index, workspace.pending_audits(round_index))
+    records = workspace.tasks()
+    for key, score in choice.image_scores.items():
+        records[int(key)].score = score
+    workspace.save_tasks(records)
+    return choice
+
+
+def record_queries(workspace: Workspace, new: dict[int, QueryRecord]) -> None:
+    """Add ``new`` queries (query task id -> record) to the workspace, keeping their regions' labels from before."""
+    images = WorkspaceImages(workspace, [], len(workspace.state().class_names))
+    images.record_before(record.query(workspace.superpixels(record.image_task)) for record in new.values())
+    with workspace.lock:
+        queries = workspace.queries()
+        queries.update(new)
+        workspace.save_queries(queries)
+
+
+def end_round(
+    workspace: Workspace, usable: Sequence[int], settings: RoundSettings, round_index: int
+) -> RoundCorrections | None:
+    """End round ``round_index`` with the answers in the workspace: the round core's :func:`correct_round`.
+
+    A retried end of round first takes back what an interrupted one wrote. The next round's
+    audits and the correctors' notes are kept in the workspace. None (labels recomposed, no
+    corrector run) when no model has been trained yet.
+    """
+    model = load_workspace_model(workspace, settings)
+    if model is None:
+        compose_tasks(workspace, usable)
+        return None
+    touched = reset_round_corrections(workspace, round_index)
+    compose_tasks(workspace, set(usable) | touched)
+    state = workspace.state()
+    images = WorkspaceImages(workspace, usable, len(state.class_names))
+    outcome = correct_round(images, model, images.answers(), settings, round_index, state.class_names)
+    workspace.save_pending_audits(round_index + 1, outcome.audits)
+    workspace.save_round_notes(round_index, outcome.notes)
+    return outcome
+
+
+def train_workspace_model(
+    workspace: Workspace, images: WorkspaceImages, settings: RoundSettings, after_rounds: int
+) -> torch.nn.Module:
+    """Train the model of ``after_rounds`` finished rounds on the current labels and save it as the checkpoint."""
+    model = train_round_model(images, settings)
+    config = model_config(settings, images.num_classes)
+    save_checkpoint(workspace.checkpoint_path, model, config, {"round": str(after_rounds)})
+    return model
+
+
+def load_workspace_model(workspace: Workspace, settings: RoundSettings) -> torch.nn.Module | None:
     """The workspace's latest model, or None when none was trained yet."""
     if not workspace.checkpoint_path.is_file():
         return None
@@ -94,222 +270,36 @@ def load_round_model(workspace: Workspace, settings: BackendSettings) -> torch.n
     return model
 
 
-def iter_task_probs(
-    workspace: Workspace, model: torch.nn.Module, tasks: Sequence[int], settings: BackendSettings
-) -> Iterator[tuple[int, np.ndarray]]:
-    """``(task, (C, H, W) probabilities)`` for ``tasks``, one image at a time."""
-    images = ((task, workspace.image(task)) for task in tasks)
-    yield from iter_probs(model, images, settings.image_size, pick_device(settings.device))
+def corrector_status(workspace: Workspace, correctors: Sequence[str]) -> dict[str, dict[str, object]]:
+    """Per corrector of the method: its corrections in force and rejected, and what its audits showed.
 
-
-def choose_queries(
-    workspace: Workspace,
-    model: torch.nn.Module,
-    tasks: Sequence[int],
-    asked: Mapping[int, set[int]],
-    num_classes: int,
-    settings: BackendSettings,
-    round_index: int,
-) -> tuple[list[Candidate], dict[int, float]]:
-    """Score every superpixel not yet asked about; return the top ``queries_per_round`` and image scores.
-
-    The image scores are the mean model probability of each image's current labels (pixels
-    with a label only), in [0, 1]: the lower, the more the image needs a look.
+    ``corrections``/``corrected_pixels`` count the changes in force, ``rejected`` those an audit
+    undid; ``audited``/``confirmed``/``precision`` add up every answered audit so far; the last
+    ended round's notes give the ``trusted_classes`` and, if it abstained, why (``abstained``).
     """
-    acquisition = parse_method(settings.method).acquisition
-    rng = np.random.default_rng([settings.seed, round_index])
-    class_weights = _abc_weights(workspace, tasks, asked, num_classes) if acquisition == "abc" else None
-    needs_prior = acquisition in ("pixbal", "classbal")
-    prior, counts = _class_statistics(workspace, model, tasks, settings, num_classes) if needs_prior else (None, None)
-    pool: list[Candidate] = []
-    image_scores: dict[int, float] = {}
-    for task, probs in iter_task_probs(workspace, model, tasks, settings):
-        labels = workspace.labels(task)
-        superpixels = workspace.superpixels(task)
-        representatives = representative_pixels(probs, superpixels)
-        scores = score_superpixels(
-            acquisition,
-            probs,
-            labels,
-            superpixels,
-            rng=rng,
-            representatives=representatives,
-            class_counts=counts,
-            class_weights=class_weights,
-            class_prior=prior,
-        )
-        labelled = labels != IGNORE_INDEX
-        confidence = label_confidence(probs, labels)
-        image_scores[task] = float(confidence[labelled].mean()) if labelled.any() else 0.0
-        majority = majority_labels(labels, Segments.from_map(superpixels))
-        done = asked.get(task, set())
-        for superpixel in range(len(scores)):
-            if superpixel in done:
-                continue
-            row, col = (int(v) for v in representatives[superpixel])
-            pool.append(
-                Candidate(
-                    task,
-                    superpixel,
-                    row,
-                    col,
-                    int(labels[row, col]),
-                    int(majority[superpixel]),
-                    float(scores[superpixel]),
-                )
-            )
-    pool.sort(key=lambda candidate: -candidate.score)
-    return pool[: settings.queries_per_round], image_scores
-
-
-def auto_correct(
-    workspace: Workspace,
-    model: torch.nn.Module,
-    tasks: Sequence[int],
-    round_answers: Sequence[tuple[QueryRecord, int]],
-    asked: Mapping[int, set[int]],
-    num_classes: int,
-    settings: BackendSettings,
-    round_index: int,
-) -> list[AutoCorrection]:
-    """Run the method's auto-correctors after a round; returns their corrections, in order.
-
-    ``round_answers`` are this round's answered queries with the class given. Each corrector
-    sees the labels as the previous one left them; answered superpixels are never touched.
-    """
-    records: list[AutoCorrection] = []
-    for corrector in parse_method(settings.method).correctors:
-        if corrector == "lcm":
-            new = _lcm(workspace, model, tasks, round_answers, asked, num_classes, settings, round_index)
-        else:
-            new = _plar(workspace, model, tasks, asked, settings, round_index)
-        records += new
-        for task in {record.image for record in new}:
-            image_records = [record for record in new if record.image == task]
-            workspace.save_labels(int(task), apply_corrections(workspace.labels(int(task)), image_records))
-    return records
-
-
-def _lcm(
-    workspace: Workspace,
-    model: torch.nn.Module,
-    tasks: Sequence[int],
-    round_answers: Sequence[tuple[QueryRecord, int]],
-    asked: Mapping[int, set[int]],
-    num_classes: int,
-    settings: BackendSettings,
-    round_index: int,
-) -> list[AutoCorrection]:
-    """The Label Correction Module over all image tasks (see :mod:`alc_backend.engine.lcm`)."""
-    if not round_answers:
-        return []
-    features: dict[int, np.ndarray] = {}
-    model_classes: dict[int, np.ndarray] = {}
-    current: dict[int, np.ndarray] = {}
-    device = pick_device(settings.device)
-    images = ((task, workspace.image(task)) for task in tasks)
-    for task, probs, decoder in iter_probs_and_features(model, images, settings.image_size, device):
-        superpixels = workspace.superpixels(task)
-        segments = Segments.from_map(superpixels)
-        features[task] = superpixel_means(pixel_features("both", probs, decoder), segments)
-        model_classes[task] = dominant_classes(probs, superpixels)
-        current[task] = majority_labels(workspace.labels(task), segments)
-    usable = [(query, answer) for query, answer in round_answers if query.image_task in features]
-    if not usable:
-        return []
-    answered = AnsweredSuperpixels(
-        features=np.stack([features[q.image_task][q.superpixel] for q, _ in usable]),
-        answers=np.array([answer for _, answer in usable], dtype=np.int64),
-        labels=np.array([q.label_before for q, _ in usable], dtype=np.int64),
-        model_classes=np.array([model_classes[q.image_task][q.superpixel] for q, _ in usable], dtype=np.int64),
-    )
-    candidates = [
-        (task, superpixel)
-        for task in features
-        for superpixel in range(len(features[task]))
-        if superpixel not in asked.get(task, set())
+    journal = workspace.corrections()
+    queries = workspace.queries()
+    audits = [
+        (queries[task], record.answer)
+        for task, record in live_answers(workspace.answers()).items()
+        if task in queries and queries[task].kind == "audit" and record.answer is not None
     ]
-    if not candidates:
-        return []
-    proposal = propose_corrections(
-        answered,
-        np.stack([features[t][s] for t, s in candidates]),
-        np.array([current[t][s] for t, s in candidates]),
-        np.array([model_classes[t][s] for t, s in candidates]),
-        num_classes,
-        settings.lcm,
-        seed=settings.seed * 1000 + round_index,
-    )
-    records: list[AutoCorrection] = []
-    for task, chosen in proposal.relabels(candidates).items():
-        records += relabel_superpixels(
-            workspace.labels(task),
-            workspace.superpixels(task),
-            chosen,
-            corrector="lcm",
-            round_index=round_index,
-            image=str(task),
-        )
-    return records
-
-
-def _plar(
-    workspace: Workspace,
-    model: torch.nn.Module,
-    tasks: Sequence[int],
-    asked: Mapping[int, set[int]],
-    settings: BackendSettings,
-    round_index: int,
-) -> list[AutoCorrection]:
-    """PLAR on every image with answered superpixels, behind its held-out vote check."""
-    config = settings.plar
-    answered_tasks = [task for task in tasks if asked.get(task)]
-    device = pick_device(settings.device)
-    images = ((task, workspace.image(task)) for task in answered_tasks)
-    records: list[AutoCorrection] = []
-    decided = right = 0
-    for task, probs, decoder in iter_probs_and_features(model, images, settings.image_size, device):
-        labels = workspace.labels(task)
-        superpixels = workspace.superpixels(task)
-        verified = np.isin(superpixels, sorted(asked[task]))
-        features = pixel_features("decoder", probs, decoder)
-        votes = held_out_votes(features, probs, labels, np.where(verified, superpixels, -1), config)
-        decided, right = decided + votes[0], right + votes[1]
-        result = refine_labels(features, probs, labels, verified, config)
-        records += record_changes(
-            labels,
-            result.labels,
-            superpixels,
-            label_confidence(probs, result.labels),
-            corrector="plar",
-            round_index=round_index,
-            image=str(task),
-        )
-    bound = float(wilson_lower_bound(np.array(right / max(decided, 1)), np.array(decided), config.z))
-    return records if bound >= config.min_precision else []
-
-
-def _abc_weights(
-    workspace: Workspace, tasks: Sequence[int], asked: Mapping[int, set[int]], num_classes: int
-) -> np.ndarray:
-    """``(C,)`` ABC weights from the label counts of superpixels nobody has been asked about."""
-    counts = np.zeros(num_classes, dtype=np.int64)
-    for task in tasks:
-        superpixels = workspace.superpixels(task)
-        is_open = ~np.isin(superpixels, sorted(asked.get(task, set())))
-        counts += label_pixel_counts(workspace.labels(task), num_classes, is_open)
-    return abc_class_weights(counts, "present")
-
-
-def _class_statistics(
-    workspace: Workspace, model: torch.nn.Module, tasks: Sequence[int], settings: BackendSettings, num_classes: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(C,)`` mean softmax (PixBal's prior) and ``(C,)`` superpixels per dominant class (classbal)."""
-    total = np.zeros(num_classes)
-    counts = np.zeros(num_classes, dtype=np.int64)
-    pixels = 0
-    for task, probs in iter_task_probs(workspace, model, tasks, settings):
-        total += probs.reshape(num_classes, -1).sum(axis=1, dtype=np.float64)
-        pixels += probs.shape[1] * probs.shape[2]
-        counts += np.bincount(dominant_classes(probs, workspace.superpixels(task)), minlength=num_classes)
-    return total / max(pixels, 1), counts
+    notes = workspace.round_notes()
+    last = notes[max(notes, key=int)] if notes else {}
+    status: dict[str, dict[str, object]] = {}
+    for corrector in correctors:
+        in_force = [r for r in journal if r.corrector == corrector and r.rejected_round is None]
+        answered = [(query, answer) for query, answer in audits if query.corrector == corrector]
+        confirmed = sum(answer == query.proposed for query, answer in answered)
+        last_notes = last.get(corrector, {})
+        status[corrector] = {
+            "corrections": len(in_force),
+            "corrected_pixels": sum(r.pixels for r in in_force),
+            "rejected": sum(r.corrector == corrector and r.rejected_round is not None for r in journal),
+            "audited": len(answered),
+            "confirmed": confirmed,
+            "precision": confirmed / len(answered) if answered else None,
+            "trusted_classes": last_notes.get("trusted_classes", []),
+            "abstained": last_notes.get("abstained"),
+        }
+    return status

@@ -2,7 +2,9 @@
 
 ``LABEL_STUDIO_URL``, ``LABEL_STUDIO_API_KEY`` (legacy token or personal access token),
 ``MODEL_DIR`` and ``BASIC_AUTH_USER``/``BASIC_AUTH_PASS`` keep their usual meaning; the
-``ALC_*`` variables set what this backend adds.
+``ALC_*`` variables set what this backend adds. The settings of the rounds themselves (method,
+budget, training, correctors, audits) are a :class:`~alc_backend.rounds.settings.RoundSettings`,
+read from the environment in one place, :meth:`~alc_backend.rounds.settings.RoundSettings.from_env`.
 """
 
 from __future__ import annotations
@@ -13,19 +15,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
-from alc_backend.engine.lcm import LCMConfig
-from alc_backend.engine.plar import PLARConfig
 from alc_backend.preannotation.sam_superpixels import SamGeneratorSettings
 from alc_backend.preannotation.superpixel_sources import SuperpixelConfig
-from alc_backend.simulation.methods import parse_method
+from alc_backend.rounds.settings import RoundSettings, SettingsError
 
-CorrectorConfig = TypeVar("CorrectorConfig", LCMConfig, PLARConfig)
-
-
-class SettingsError(ValueError):
-    """An environment variable holds a value the backend cannot use."""
+__all__ = ["BackendSettings", "SettingsError"]
 
 
 @dataclass(frozen=True)
@@ -41,16 +36,13 @@ class BackendSettings:
     once, without waiting for rq's scheduler). A
     preparation of more new tasks than ``prepare_chunk`` is split into parts of that many
     (``ALC_PREPARE_CHUNK``), which workers take in parallel.
-    ``queries_per_round`` is B, the correction queries created per round; ``image_size`` the
-    training/inference side in px (a multiple of 16); ``epochs`` per retraining. ``encoder``
-    None picks the device's default; ``encoder_weights`` names a local file of initial encoder
-    weights (see ``alc-backend convert-weights``). ``lcm``/``plar`` configure the auto-correctors
-    (the environment sets their held-out checks' ``min_precision``). ``superpixels``
-    (``ALC_SUPERPIXELS``: slic, felzenszwalb, sam or mobilesam) and the ``sam_*`` fields make
-    :meth:`superpixel_config`; ``sam_min_area`` 0 means the default smallest superpixel.
+    ``superpixels`` (``ALC_SUPERPIXELS``: slic, felzenszwalb, sam or mobilesam) and the
+    ``sam_*`` fields make :meth:`superpixel_config`, which runs on ``round.device``;
+    ``sam_min_area`` 0 means the default smallest superpixel.
     ``pseudo_detector`` (``ALC_PSEUDO_DETECTOR``, ``package.module:factory``) names a
     text-prompted detector that labels the tasks without a pseudo mask or foreign prediction,
-    keeping objects that score at least ``pseudo_box_threshold``.
+    keeping objects that score at least ``pseudo_box_threshold``. ``round`` holds the settings
+    of the rounds themselves.
     """
 
     model_dir: Path = Path("alc-workspace")
@@ -63,8 +55,6 @@ class BackendSettings:
     queue: str = "alc"
     job_retry_delay_s: int = 30
     prepare_chunk: int = 200
-    method: str = "abc+lcm"
-    queries_per_round: int = 50
     superpixels: str = "slic"
     num_superpixels: int = 60
     sam_checkpoint: str = ""
@@ -73,41 +63,22 @@ class BackendSettings:
     sam_pred_iou_thresh: float = 0.88
     sam_stability_score_thresh: float = 0.95
     sam_min_area: int = 0
-    image_size: int = 128
-    epochs: int = 20
-    batch_size: int = 8
-    lr: float = 0.03
-    device: str | None = None
-    encoder: str | None = None
-    encoder_weights: str | None = None
     pseudo_mask_key: str = "pseudo_mask"
     pseudo_detector: str = ""
     pseudo_box_threshold: float = 0.2
-    seed: int = 0
-    lcm: LCMConfig = dataclasses.field(default_factory=LCMConfig)
-    plar: PLARConfig = dataclasses.field(default_factory=PLARConfig)
+    round: RoundSettings = dataclasses.field(default_factory=RoundSettings)
 
     def __post_init__(self) -> None:
-        try:
-            parse_method(self.method)
-        except ValueError as error:
-            raise SettingsError(f"ALC_METHOD: {error}") from error
-        if self.queries_per_round < 1:
-            raise SettingsError(f"ALC_QUERIES_PER_ROUND must be >= 1, got {self.queries_per_round}")
         if self.num_superpixels < 2:
             raise SettingsError(f"ALC_NUM_SUPERPIXELS must be >= 2, got {self.num_superpixels}")
         try:
             self.superpixel_config()
         except ValueError as error:
             raise SettingsError(f"ALC_SUPERPIXELS={self.superpixels}: {error}") from error
-        if self.image_size < 16 or self.image_size % 16:
-            raise SettingsError(f"ALC_IMAGE_SIZE must be a positive multiple of 16, got {self.image_size}")
         if self.job_retry_delay_s < 0:
             raise SettingsError(f"ALC_JOB_RETRY_DELAY_S must be >= 0, got {self.job_retry_delay_s}")
         if self.prepare_chunk < 1:
             raise SettingsError(f"ALC_PREPARE_CHUNK must be >= 1, got {self.prepare_chunk}")
-        if self.epochs < 1:
-            raise SettingsError(f"ALC_EPOCHS must be >= 1, got {self.epochs}")
         if self.pseudo_detector and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", self.pseudo_detector):
             raise SettingsError(f"ALC_PSEUDO_DETECTOR must be package.module:factory, got {self.pseudo_detector!r}")
         if not 0.0 <= self.pseudo_box_threshold <= 1.0:
@@ -128,7 +99,7 @@ class BackendSettings:
                 stability_score_thresh=self.sam_stability_score_thresh,
             ),
             min_area=self.sam_min_area or None,
-            device=self.device,
+            device=self.round.device,
         )
 
     @classmethod
@@ -169,8 +140,6 @@ class BackendSettings:
             queue=text("ALC_QUEUE", defaults.queue),
             job_retry_delay_s=number("ALC_JOB_RETRY_DELAY_S", defaults.job_retry_delay_s),
             prepare_chunk=number("ALC_PREPARE_CHUNK", defaults.prepare_chunk),
-            method=text("ALC_METHOD", defaults.method),
-            queries_per_round=number("ALC_QUERIES_PER_ROUND", defaults.queries_per_round),
             superpixels=text("ALC_SUPERPIXELS", defaults.superpixels),
             num_superpixels=number("ALC_NUM_SUPERPIXELS", defaults.num_superpixels),
             sam_checkpoint=text("SAM_CHECKPOINT", ""),
@@ -179,27 +148,8 @@ class BackendSettings:
             sam_pred_iou_thresh=real("ALC_SAM_PRED_IOU_THRESH", defaults.sam_pred_iou_thresh),
             sam_stability_score_thresh=real("ALC_SAM_STABILITY_SCORE_THRESH", defaults.sam_stability_score_thresh),
             sam_min_area=number("ALC_SAM_MIN_AREA", defaults.sam_min_area),
-            image_size=number("ALC_IMAGE_SIZE", defaults.image_size),
-            epochs=number("ALC_EPOCHS", defaults.epochs),
-            batch_size=number("ALC_BATCH_SIZE", defaults.batch_size),
-            lr=real("ALC_LR", defaults.lr),
-            device=text("ALC_DEVICE", "") or None,
-            encoder=text("ALC_ENCODER", "") or None,
-            encoder_weights=text("ALC_ENCODER_WEIGHTS", "") or None,
             pseudo_mask_key=text("ALC_PSEUDO_MASK_KEY", defaults.pseudo_mask_key),
             pseudo_detector=text("ALC_PSEUDO_DETECTOR", ""),
             pseudo_box_threshold=real("ALC_PSEUDO_BOX_THRESHOLD", defaults.pseudo_box_threshold),
-            seed=number("ALC_SEED", defaults.seed),
-            lcm=_config(LCMConfig, "ALC_LCM_MIN_PRECISION", real("ALC_LCM_MIN_PRECISION", defaults.lcm.min_precision)),
-            plar=_config(
-                PLARConfig, "ALC_PLAR_MIN_PRECISION", real("ALC_PLAR_MIN_PRECISION", defaults.plar.min_precision)
-            ),
+            round=RoundSettings.from_env(env),
         )
-
-
-def _config(kind: type[CorrectorConfig], name: str, min_precision: float) -> CorrectorConfig:
-    """An auto-corrector config with ``min_precision`` from variable ``name``; SettingsError naming it."""
-    try:
-        return kind(min_precision=min_precision)
-    except ValueError as error:
-        raise SettingsError(f"{name}: {error}") from error

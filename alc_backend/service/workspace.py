@@ -5,15 +5,18 @@ Studio's database holds the human answers. Layout of ``MODEL_DIR/project-<id>/``
 
     project.json              ProjectState: classes, linked query project, rounds, model versions
     tasks.json                image task id -> TaskRecord (name, image URL, size, errors, score)
-    queries.json              query task id -> QueryRecord (image task, superpixel, pixel, round)
+    queries.json              query task id -> QueryRecord (image task, superpixel, pixel, region, round)
     answers.json              annotation id -> AnswerRecord (query task, class, updated_at)
+    audits.json               the changes the next round audits (chosen when a round ends)
+    rounds.json               what each round's correctors did (notes for /health and status)
     images/<task>.png         the downloaded image, RGB
     superpixels/<task>.png    (H, W) superpixel ids, 16-bit
     superpixels/<task>.key    what they were computed from (image digest + source settings)
     pseudo/<task>.png         (H, W) initial labels, 255 = none
     manual/<task>.png         (H, W) a mask an annotator drew on the image task itself
     labels/<task>.png         (H, W) current labels = pseudo + auto-corrections + answers
-    auto_corrections.jsonl    every automatic correction, in order (engine.corrections)
+    before/<task>.png         (H, W) each queried pixel's label when its query was made
+    auto_corrections.jsonl    every automatic correction, in order, rejected ones marked
     model.safetensors         the latest trained model
 
 ``MODEL_DIR/links.json`` maps query project ids to their image project. Every file is
@@ -35,6 +38,8 @@ from PIL import Image
 from alc_backend.atomic import write_atomically, write_text_atomically
 from alc_backend.data.dataset import read_label_png, read_superpixel_png, write_label_png, write_superpixel_png
 from alc_backend.engine.corrections import AutoCorrection
+from alc_backend.rounds.audits import AuditTarget
+from alc_backend.rounds.images import Query, flat_runs
 
 
 @dataclass
@@ -78,11 +83,15 @@ class TaskRecord:
 
 @dataclass
 class QueryRecord:
-    """One correction query: a superpixel of an image task, asked in a query task.
+    """One query about a region of an image task, asked in a query task: the round core's
+    :class:`~alc_backend.rounds.images.Query` with where and when it was asked.
 
-    ``row``/``col`` locate the representative pixel; ``proposed`` is the label shown (the
-    current label there); ``label_before`` the superpixel's majority label when asked; ``rank``
-    its place in the round (0 = most informative).
+    ``row``/``col`` locate the representative pixel; ``proposed`` is the class shown
+    pre-selected; ``label_before`` the region's majority label when asked; ``rank`` its place
+    in the round (0 = asked first). ``region`` holds the ``(flat start, length)`` runs of the
+    pixels an answer labels (None, in workspaces of earlier versions: the whole superpixel).
+    ``kind`` is ``"correction"`` or ``"audit"``; an audit names the ``corrector``, the
+    ``audited_round`` of the change it checks and whether that change was ``applied``.
     """
 
     task: int
@@ -94,6 +103,55 @@ class QueryRecord:
     label_before: int
     round: int
     rank: int
+    kind: str = "correction"
+    region: list[list[int]] | None = None
+    score: float = 0.0
+    corrector: str | None = None
+    applied: bool = False
+    audited_round: int | None = None
+
+    @classmethod
+    def of(cls, task: int, query: Query, round_index: int, rank: int) -> QueryRecord:
+        """The record of ``query`` (its image key is the image task's id) asked in query task ``task``."""
+        return cls(
+            task=task,
+            image_task=int(query.image),
+            superpixel=query.superpixel,
+            row=query.row,
+            col=query.col,
+            proposed=query.proposed,
+            label_before=query.label_before,
+            round=round_index,
+            rank=rank,
+            kind=query.kind,
+            region=[list(run) for run in query.region],
+            score=query.score,
+            corrector=query.corrector,
+            applied=query.applied,
+            audited_round=query.audited_round,
+        )
+
+    def query(self, superpixels: np.ndarray) -> Query:
+        """The round core's query; ``superpixels`` (the image's ``(H, W)`` ids) give an old record its region."""
+        region = (
+            tuple((int(start), int(length)) for start, length in self.region)
+            if self.region is not None
+            else flat_runs(superpixels == self.superpixel)
+        )
+        return Query(
+            image=str(self.image_task),
+            superpixel=self.superpixel,
+            row=self.row,
+            col=self.col,
+            proposed=self.proposed,
+            label_before=self.label_before,
+            region=region,
+            score=self.score,
+            kind="audit" if self.kind == "audit" else "correction",
+            corrector=self.corrector,
+            applied=self.applied,
+            audited_round=self.audited_round,
+        )
 
 
 @dataclass
@@ -163,6 +221,26 @@ class Workspace:
         text = "".join(json.dumps(record.to_json()) + "\n" for record in corrections)
         write_text_atomically(self.root / "auto_corrections.jsonl", text)
 
+    def pending_audits(self, round_index: int) -> list[AuditTarget]:
+        """The changes round ``round_index`` audits, as chosen when the round before it ended."""
+        raw = _read_json(self.root / "audits.json", {})
+        if raw.get("round") != round_index:
+            return []
+        return [AuditTarget.from_json(item) for item in raw.get("targets", [])]
+
+    def save_pending_audits(self, round_index: int, targets: list[AuditTarget]) -> None:
+        _write_json(self.root / "audits.json", {"round": round_index, "targets": [t.to_json() for t in targets]})
+
+    def round_notes(self) -> dict[str, dict[str, Any]]:
+        """Round number (as text) -> corrector -> what it did at the end of that round."""
+        notes: dict[str, dict[str, Any]] = _read_json(self.root / "rounds.json", {})
+        return notes
+
+    def save_round_notes(self, round_index: int, notes: dict[str, Any]) -> None:
+        recorded = self.round_notes()
+        recorded[str(round_index)] = notes
+        _write_json(self.root / "rounds.json", recorded)
+
     # --- arrays -----------------------------------------------------------------------------
 
     def image_path(self, task: int) -> Path:
@@ -211,6 +289,14 @@ class Workspace:
 
     def save_labels(self, task: int, labels: np.ndarray) -> None:
         write_label_png(self.root / "labels" / f"{task}.png", labels)
+
+    def before(self, task: int) -> np.ndarray:
+        """``(H, W)`` uint8: each queried pixel's label when its query was made (255 elsewhere)."""
+        path = self.root / "before" / f"{task}.png"
+        return read_label_png(path) if path.is_file() else np.full(self.superpixels(task).shape, 255, np.uint8)
+
+    def save_before(self, task: int, before: np.ndarray) -> None:
+        write_label_png(self.root / "before" / f"{task}.png", before)
 
     def manual(self, task: int) -> np.ndarray | None:
         """The mask drawn on image task ``task`` by an annotator, or None."""

@@ -1,16 +1,21 @@
-"""On-disk state of a simulated run: current label maps and superpixel maps, one PNG per image.
+"""On-disk state of a simulated run: labels, answered pixels, superpixels, one PNG per image.
 
 Keeping label maps on disk rather than in memory lets a run over a PASCAL-sized data set hold
-only per-superpixel statistics in memory.
+only per-superpixel statistics in memory. :class:`SimulationImages` is the simulation's
+implementation of the round core's :class:`~alc_backend.rounds.images.RoundImages`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from alc_backend import IGNORE_INDEX
+from alc_backend.atomic import write_text_atomically
 from alc_backend.data.dataset import (
     SegmentationDataset,
     read_label_png,
@@ -18,7 +23,9 @@ from alc_backend.data.dataset import (
     write_label_png,
     write_superpixel_png,
 )
+from alc_backend.engine.corrections import AutoCorrection, apply_corrections, undo_corrections
 from alc_backend.engine.superpixels import SuperpixelAlgorithm, compute_superpixels
+from alc_backend.rounds.images import Query, VerifiedPixels
 
 
 class LabelStore:
@@ -74,17 +81,108 @@ class SuperpixelSource:
         return ids
 
 
-class StoredLabelledImages:
-    """Images of a data set paired with a :class:`LabelStore`'s labels (training's ``LabelledImages``)."""
+class SimulationImages:
+    """The images of one simulated run, as the round core reads and writes them.
 
-    def __init__(self, dataset: SegmentationDataset, store: LabelStore, names: Sequence[str]) -> None:
+    Under ``folder``: ``labels/NAME.png`` (current labels), ``verified/NAME.png`` (1 where an
+    answer labelled the pixel), ``before/NAME.png`` (those pixels' labels before the answer)
+    and ``auto_corrections.jsonl`` (the journal). The superpixels asked about are kept in
+    memory (one set of ids per image).
+    """
+
+    def __init__(
+        self, dataset: SegmentationDataset, superpixels: SuperpixelSource, names: Sequence[str], folder: Path
+    ) -> None:
         self.dataset = dataset
-        self.store = store
+        self.superpixel_source = superpixels
         self.names = tuple(names)
+        self.folder = folder
+        self.store = LabelStore(folder / "labels")
+        self._asked: dict[str, set[int]] = {name: set() for name in self.names}
+        self._journal: list[AutoCorrection] = []
 
-    def __len__(self) -> int:
-        return len(self.names)
+    @property
+    def num_classes(self) -> int:
+        return self.dataset.num_classes
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        name = self.names[index]
-        return self.dataset.image(name), self.store.read(name)
+    def keys(self) -> Sequence[str]:
+        return self.names
+
+    def image(self, key: str) -> np.ndarray:
+        return self.dataset.image(key)
+
+    def superpixels(self, key: str) -> np.ndarray:
+        return self.superpixel_source(key)
+
+    def labels(self, key: str) -> np.ndarray:
+        return self.store.read(key)
+
+    def asked(self, key: str) -> set[int]:
+        return set(self._asked[key])
+
+    def verified(self, key: str) -> VerifiedPixels:
+        path = self.folder / "verified" / f"{key}.png"
+        if not path.exists():
+            return VerifiedPixels.none(self.superpixels(key).shape)
+        return VerifiedPixels(read_label_png(path) > 0, read_label_png(self.folder / "before" / f"{key}.png"))
+
+    def corrections(self) -> list[AutoCorrection]:
+        return [record for record in self._journal if record.rejected_round is None]
+
+    def journal(self) -> list[AutoCorrection]:
+        """Every automatic correction of the run, rejected ones included, in order."""
+        return list(self._journal)
+
+    def apply_corrections(self, records: Sequence[AutoCorrection]) -> None:
+        for key, image_records in _by_image(records).items():
+            self.store.write(key, apply_corrections(self.store.read(key), image_records))
+        self._journal += records
+        self._write_journal()
+
+    def reject_corrections(self, records: Sequence[AutoCorrection], round_index: int) -> None:
+        """Mark ``records`` rejected and undo them on every pixel no answer has labelled since."""
+        for key, image_records in _by_image(records).items():
+            labels = self.store.read(key)
+            undone = undo_corrections(labels, image_records)
+            self.store.write(key, np.where(self.verified(key).mask, labels, undone).astype(np.uint8))
+        self._journal = [
+            dataclasses.replace(record, rejected_round=round_index)
+            if any(record.same_change(rejected) for rejected in records)
+            else record
+            for record in self._journal
+        ]
+        self._write_journal()
+
+    def answer(self, queries: Sequence[tuple[Query, int | None]]) -> None:
+        """Record the answers to ``queries`` (one image at a time): each claims its superpixel, and a
+        class labels its region, whose labels from before are kept. None leaves the labels as they are."""
+        by_image: dict[str, list[tuple[Query, int | None]]] = {}
+        for query, answer in queries:
+            by_image.setdefault(query.image, []).append((query, answer))
+        for key, answered in by_image.items():
+            labels = self.store.read(key)
+            verified = self.verified(key)
+            mask, before = verified.mask.copy(), verified.before.copy()
+            for query, answer in answered:
+                self._asked[key].add(query.superpixel)
+                if answer is None:
+                    continue
+                region = query.region_mask(labels.shape)
+                before[region] = labels[region]
+                mask |= region
+                labels[region] = answer
+            self.store.write(key, labels)
+            if mask.any():
+                write_label_png(self.folder / "verified" / f"{key}.png", mask.astype(np.uint8))
+                write_label_png(self.folder / "before" / f"{key}.png", np.where(mask, before, IGNORE_INDEX))
+
+    def _write_journal(self) -> None:
+        text = "".join(json.dumps(record.to_json()) + "\n" for record in self._journal)
+        write_text_atomically(self.folder / "auto_corrections.jsonl", text)
+
+
+def _by_image(records: Sequence[AutoCorrection]) -> dict[str, list[AutoCorrection]]:
+    grouped: dict[str, list[AutoCorrection]] = {}
+    for record in records:
+        grouped.setdefault(record.image, []).append(record)
+    return grouped

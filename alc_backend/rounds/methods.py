@@ -1,4 +1,4 @@
-"""Method names for the simulation: an acquisition function plus optional auto-correctors.
+"""Method names: an acquisition function plus optional automatic correctors.
 
 A method is written ``ACQUISITION[+CORRECTOR...]``, e.g. ``sim``, ``abc+lcm`` or ``sim+plar``.
 The acquisition chooses which superpixels the annotator is asked about; auto-correctors then

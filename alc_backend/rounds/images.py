@@ -1,0 +1,190 @@
+"""The images of a round, as the round core sees them, and the queries and answers it exchanges.
+
+:class:`RoundImages` is the small interface the core reads and writes through; the backend's
+workspace and the simulation's store each implement it. Images are named by string keys
+(the backend uses its task ids). A :class:`Query` asks about one region of one image; an
+:class:`Answer` is the class a human gave it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from alc_backend import IGNORE_INDEX
+from alc_backend.engine.corrections import AutoCorrection
+
+QueryKind = Literal["correction", "audit"]
+
+
+@dataclass(frozen=True)
+class Query:
+    """One question to an annotator about one region of one image.
+
+    Attributes:
+        image: the image's key.
+        superpixel: the superpixel the region lies in (a correction query's whole region, or
+            the superpixel of an audited change).
+        row, col: the pixel shown as a point; the simulated annotator answers its true class.
+        proposed: the class shown pre-selected: the current label at the pixel for a correction
+            query, the corrector's class for an audit.
+        label_before: the region's majority label when the query was made (255 = none).
+        region: ``(flat start, length)`` runs of the pixels the answer labels, raster order.
+        score: the acquisition score (audits: 0).
+        kind: ``"correction"`` or ``"audit"``.
+        corrector: for an audit, the corrector whose change it checks.
+        applied: for an audit, whether that change was written (True) or held back (False).
+        audited_round: for an audit, the round whose change it checks.
+    """
+
+    image: str
+    superpixel: int
+    row: int
+    col: int
+    proposed: int
+    label_before: int
+    region: tuple[tuple[int, int], ...]
+    score: float = 0.0
+    kind: QueryKind = "correction"
+    corrector: str | None = None
+    applied: bool = False
+    audited_round: int | None = None
+
+    def region_mask(self, shape: tuple[int, int]) -> np.ndarray:
+        """``shape`` bool mask of the region."""
+        mask = np.zeros(shape, dtype=bool)
+        flat = mask.reshape(-1)
+        for start, length in self.region:
+            flat[start : start + length] = True
+        return mask
+
+    def to_json(self) -> dict[str, Any]:
+        record = {
+            "image": self.image,
+            "superpixel": self.superpixel,
+            "row": self.row,
+            "col": self.col,
+            "proposed": self.proposed,
+            "label_before": self.label_before,
+            "region": [list(run) for run in self.region],
+            "score": self.score,
+            "kind": self.kind,
+        }
+        if self.kind == "audit":
+            record.update(corrector=self.corrector, applied=self.applied, audited_round=self.audited_round)
+        return record
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> Query:
+        """Inverse of :meth:`to_json`."""
+        return cls(
+            image=str(record["image"]),
+            superpixel=int(record["superpixel"]),
+            row=int(record["row"]),
+            col=int(record["col"]),
+            proposed=int(record["proposed"]),
+            label_before=int(record["label_before"]),
+            region=tuple((int(start), int(length)) for start, length in record["region"]),
+            score=float(record.get("score", 0.0)),
+            kind=record.get("kind", "correction"),
+            corrector=record.get("corrector"),
+            applied=bool(record.get("applied", False)),
+            audited_round=record.get("audited_round"),
+        )
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A human's answer to a query of round ``round``: the class ``answer``."""
+
+    query: Query
+    answer: int
+    round: int
+
+
+@dataclass(frozen=True)
+class VerifiedPixels:
+    """The pixels of one image that human answers labelled, and what they held before.
+
+    ``mask``: ``(H, W)`` bool, labelled by an answer; ``before``: ``(H, W)`` uint8, the label
+    each of those pixels had when its query was made (255 = none, or not verified).
+    """
+
+    mask: np.ndarray
+    before: np.ndarray = field(repr=False)
+
+    @classmethod
+    def none(cls, shape: tuple[int, int]) -> VerifiedPixels:
+        return cls(np.zeros(shape, dtype=bool), np.full(shape, IGNORE_INDEX, dtype=np.uint8))
+
+
+class RoundImages(Protocol):
+    """What the round core reads and writes; the backend's workspace and the simulation's store implement it."""
+
+    @property
+    def num_classes(self) -> int: ...
+
+    def keys(self) -> Sequence[str]:
+        """The images of the round, in a fixed order."""
+        ...
+
+    def image(self, key: str) -> np.ndarray:
+        """``(H, W, 3)`` uint8 RGB."""
+        ...
+
+    def superpixels(self, key: str) -> np.ndarray:
+        """``(H, W)`` int ids ``0..K-1``."""
+        ...
+
+    def labels(self, key: str) -> np.ndarray:
+        """``(H, W)`` uint8 current labels, 255 = none."""
+        ...
+
+    def asked(self, key: str) -> set[int]:
+        """Superpixels a correction query or an audit of a whole superpixel was made about."""
+        ...
+
+    def verified(self, key: str) -> VerifiedPixels:
+        """The pixels answers labelled, with their labels from before."""
+        ...
+
+    def corrections(self) -> list[AutoCorrection]:
+        """The automatic corrections in force (not rejected), in the order they were made."""
+        ...
+
+    def apply_corrections(self, records: Sequence[AutoCorrection]) -> None:
+        """Write ``records`` (decided on the current labels) to the labels and the journal."""
+        ...
+
+    def reject_corrections(self, records: Sequence[AutoCorrection], round_index: int) -> None:
+        """Undo ``records`` (an audit found them wrong in round ``round_index``) through the journal."""
+        ...
+
+
+class TrainingImages:
+    """The images of a round with their current labels, as training reads them: ``(image, labels)`` pairs."""
+
+    def __init__(self, images: RoundImages, keys: Sequence[str]) -> None:
+        self.images = images
+        self.keys = tuple(keys)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        key = self.keys[index]
+        return self.images.image(key), self.images.labels(key)
+
+
+def flat_runs(mask: np.ndarray) -> tuple[tuple[int, int], ...]:
+    """``(flat start, length)`` runs of the True pixels of a bool mask, raster order."""
+    index = np.flatnonzero(mask)
+    if index.size == 0:
+        return ()
+    breaks = np.flatnonzero(np.diff(index) != 1) + 1
+    starts = np.concatenate([[0], breaks])
+    ends = np.concatenate([breaks, [index.size]])
+    return tuple((int(index[s]), int(e - s)) for s, e in zip(starts, ends, strict=True))

@@ -1,0 +1,237 @@
+"""Choosing a round's queries: score every open superpixel, take the best, and mix in the audits.
+
+A superpixel is *open* while no query has been made about it. The round's model scores every
+open superpixel with the method's acquisition from its representative pixel (the diversified
+pool); the top ``queries_per_round`` minus the audits become correction queries, each
+labelling its expansion region (eq. 12) when answered. The audits chosen at the end of the last
+round (:mod:`alc_backend.rounds.audits`) are spread evenly through the round's order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from alc_backend import IGNORE_INDEX
+from alc_backend.engine.acquisition import abc_class_weights, label_confidence, label_pixel_counts, score_superpixels
+from alc_backend.engine.audit import interleaved_ranks
+from alc_backend.engine.expansion import expansion_region
+from alc_backend.engine.pool import dominant_classes, region_representative, representative_pixels
+from alc_backend.rounds.audits import AuditTarget
+from alc_backend.rounds.images import Query, RoundImages, flat_runs
+from alc_backend.rounds.settings import RoundSettings
+from alc_backend.rounds.training import probabilities
+
+
+@dataclass(frozen=True)
+class ScoredPool:
+    """The scored diversified pool of one round: one entry per open superpixel.
+
+    ``image`` ``(N,)`` index into the round's keys, ``superpixel`` ``(N,)`` id, ``score``
+    ``(N,)`` acquisition score; ``representatives`` maps each key to its ``(K, 2)``
+    representative pixels (every superpixel's, open or not).
+    """
+
+    image: np.ndarray
+    superpixel: np.ndarray
+    score: np.ndarray
+    representatives: dict[str, np.ndarray]
+
+    def top(self, count: int) -> np.ndarray:
+        """Indices of the ``count`` highest scores; ties go to the earlier entry."""
+        return np.argsort(-self.score, kind="stable")[: max(count, 0)]
+
+
+@dataclass(frozen=True)
+class QueryChoice:
+    """A round's queries in the order they should be answered, the pool they came from, and image scores.
+
+    ``image_scores`` is each image's mean model probability of its current labels (labelled
+    pixels only), in [0, 1]: the lower, the more the image needs a look.
+    """
+
+    queries: list[Query]
+    pool: ScoredPool
+    image_scores: dict[str, float]
+
+
+def choose_queries(
+    images: RoundImages,
+    model: torch.nn.Module,
+    settings: RoundSettings,
+    round_index: int,
+    audits: Sequence[AuditTarget] = (),
+) -> QueryChoice:
+    """Score the open superpixels with ``model`` and choose round ``round_index``'s queries.
+
+    Args:
+        images: the round's images.
+        model: the model trained after the previous round.
+        settings: the method, budget and acquisition parameters.
+        round_index: the round, ``>= 1`` (seeds the ``random`` acquisition).
+        audits: the changes to audit in this round; their superpixels are not asked about twice.
+
+    Returns:
+        The :class:`QueryChoice`; ``queries`` holds at most ``settings.queries_per_round``.
+    """
+    keys = list(images.keys())
+    acquisition = settings.acquisition
+    rng = np.random.default_rng([settings.seed, round_index])
+    asked = {key: images.asked(key) for key in keys}
+    claimed = {(target.record.image, target.record.superpixel) for target in audits}
+    class_weights = _abc_weights(images, keys, asked, settings) if acquisition == "abc" else None
+    needs_statistics = acquisition in ("pixbal", "classbal")
+    prior, counts = _class_statistics(images, model, keys, settings) if needs_statistics else (None, None)
+    targets: dict[str, list[int]] = {}
+    for index, target in enumerate(audits):
+        targets.setdefault(target.record.image, []).append(index)
+    audit_queries: dict[int, Query] = {}
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    representatives: dict[str, np.ndarray] = {}
+    image_scores: dict[str, float] = {}
+    for image_index, (key, probs) in enumerate(probabilities(images, model, keys, settings)):
+        superpixels = images.superpixels(key)
+        labels = images.labels(key)
+        representatives[key] = representative_pixels(probs, superpixels)
+        scores = score_superpixels(
+            acquisition,
+            probs,
+            labels,
+            superpixels,
+            eps=settings.eps,
+            rng=rng,
+            representatives=representatives[key],
+            class_counts=counts,
+            class_weights=class_weights,
+            class_prior=prior,
+            nu=settings.pixbal_nu,
+        )
+        labelled = labels != IGNORE_INDEX
+        image_scores[key] = float(label_confidence(probs, labels)[labelled].mean()) if labelled.any() else 0.0
+        is_open = np.ones(scores.size, dtype=bool)
+        is_open[sorted(asked[key] | {s for image, s in claimed if image == key})] = False
+        ids = np.flatnonzero(is_open)
+        parts.append((np.full(ids.size, image_index), ids, scores[ids]))
+        for index in targets.get(key, []):
+            audit_queries[index] = _audit_query(audits[index], probs, labels)
+    pool = _pool(parts, representatives)
+    chosen_audits = [audit_queries[index] for index in sorted(audit_queries)]
+    corrections = _correction_queries(
+        images, model, settings, keys, pool, pool.top(settings.queries_per_round - len(chosen_audits))
+    )
+    return QueryChoice(_interleave(corrections, chosen_audits), pool, image_scores)
+
+
+def _pool(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], representatives: dict[str, np.ndarray]) -> ScoredPool:
+    """The pool from per-image ``(image index, superpixel ids, scores)`` parts."""
+    if not parts:
+        empty = np.zeros(0, dtype=np.int64)
+        return ScoredPool(empty, empty, np.zeros(0), representatives)
+    image, superpixel, score = (np.concatenate(column) for column in zip(*parts, strict=True))
+    return ScoredPool(image.astype(np.int64), superpixel.astype(np.int64), score, representatives)
+
+
+def _correction_queries(
+    images: RoundImages,
+    model: torch.nn.Module,
+    settings: RoundSettings,
+    keys: list[str],
+    pool: ScoredPool,
+    chosen: np.ndarray,
+) -> list[Query]:
+    """Correction queries for the pool entries ``chosen``, in that order.
+
+    With ``eps > 0`` each expansion region needs the model's probabilities again: they are
+    recomputed for the images that hold a chosen superpixel (one at a time).
+    """
+    by_image: dict[str, list[int]] = {}
+    for entry in chosen:
+        by_image.setdefault(keys[int(pool.image[entry])], []).append(int(entry))
+    made: dict[int, Query] = {}
+    with_probs = settings.eps > 0
+    ordered = [key for key in keys if key in by_image]
+    probs_of = probabilities(images, model, ordered, settings) if with_probs else ((key, None) for key in ordered)
+    for key, probs in probs_of:
+        superpixels = images.superpixels(key)
+        labels = images.labels(key)
+        for entry in by_image[key]:
+            superpixel = int(pool.superpixel[entry])
+            row, col = (int(value) for value in pool.representatives[key][superpixel])
+            region = expansion_region(probs, superpixels, superpixel, (row, col), settings.eps)
+            made[entry] = Query(
+                image=key,
+                superpixel=superpixel,
+                row=row,
+                col=col,
+                proposed=int(labels[row, col]),
+                label_before=_majority(labels[region]),
+                region=flat_runs(region),
+                score=float(pool.score[entry]),
+            )
+    return [made[int(entry)] for entry in chosen]
+
+
+def _audit_query(target: AuditTarget, probs: np.ndarray, labels: np.ndarray) -> Query:
+    """The audit of ``target``'s change: its pixels as the region, its class proposed."""
+    record = target.record
+    region = np.zeros(labels.shape, dtype=bool)
+    flat = region.reshape(-1)
+    for start, length, _ in record.runs:
+        flat[start : start + length] = True
+    row, col = region_representative(probs, region)
+    return Query(
+        image=record.image,
+        superpixel=record.superpixel,
+        row=row,
+        col=col,
+        proposed=record.new_class,
+        label_before=_majority(labels[region]),
+        region=flat_runs(region),
+        kind="audit",
+        corrector=record.corrector,
+        applied=target.applied,
+        audited_round=record.round,
+    )
+
+
+def _interleave(corrections: list[Query], audits: list[Query]) -> list[Query]:
+    """One list in rank order: the audits at evenly spread ranks, the correction queries in between."""
+    total = len(corrections) + len(audits)
+    audit_ranks = set(interleaved_ranks(total, len(audits)).tolist())
+    pending_audits, pending_corrections = iter(audits), iter(corrections)
+    return [next(pending_audits) if rank in audit_ranks else next(pending_corrections) for rank in range(total)]
+
+
+def _majority(values: np.ndarray) -> int:
+    """The most common of uint8 ``values`` (255 counts as a value; ties to the lower one)."""
+    return int(np.bincount(values.ravel(), minlength=IGNORE_INDEX + 1).argmax())
+
+
+def _abc_weights(
+    images: RoundImages, keys: list[str], asked: dict[str, set[int]], settings: RoundSettings
+) -> np.ndarray:
+    """``(C,)`` ABC weights from the label counts of the superpixels nobody has been asked about."""
+    counts = np.zeros(images.num_classes, dtype=np.int64)
+    for key in keys:
+        superpixels = images.superpixels(key)
+        is_open = ~np.isin(superpixels, sorted(asked[key]))
+        counts += label_pixel_counts(images.labels(key), images.num_classes, is_open)
+    return abc_class_weights(counts, settings.abc_uniform)
+
+
+def _class_statistics(
+    images: RoundImages, model: torch.nn.Module, keys: list[str], settings: RoundSettings
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(C,)`` mean softmax over every pixel (PixBal's prior) and ``(C,)`` superpixels per dominant class."""
+    num_classes = images.num_classes
+    total = np.zeros(num_classes)
+    counts = np.zeros(num_classes, dtype=np.int64)
+    pixels = 0
+    for key, probs in probabilities(images, model, keys, settings):
+        total += probs.reshape(num_classes, -1).sum(axis=1, dtype=np.float64)
+        pixels += probs.shape[1] * probs.shape[2]
+        counts += np.bincount(dominant_classes(probs, images.superpixels(key)), minlength=num_classes)
+    return total / max(pixels, 1), counts

@@ -1,0 +1,173 @@
+"""The simulation and the backend run one round core: same data, method, seed and answers, same result.
+
+The same synthetic set goes through ``alc-backend simulate``'s runner and through the backend's
+round steps over a workspace on disk (no Label Studio: the answers are written to the workspace
+as its webhooks would). After two rounds, the queries, the automatic corrections and the labels
+of every image must be identical. The correctors are loosened so that both propose plenty within
+two small rounds: with audits, round 2 audits what round 1 held back (the proposals are poor,
+so nothing is trusted); without audits, both write every proposal.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from alc_backend.data.dataset import SegmentationDataset, read_label_png
+from alc_backend.data.synthetic import make_synthetic
+from alc_backend.engine.corrections import AutoCorrection
+from alc_backend.engine.lcm import LCMConfig
+from alc_backend.engine.oracle import faithful_answer
+from alc_backend.engine.plar import PLARConfig
+from alc_backend.rounds.settings import AuditConfig, RoundSettings
+from alc_backend.service.answers import record_event
+from alc_backend.service.rounds import (
+    choose_round_queries,
+    compose_tasks,
+    end_round,
+    record_queries,
+    round_model,
+)
+from alc_backend.service.workspace import AnswerRecord, ProjectState, QueryRecord, TaskRecord, Workspace
+from alc_backend.simulation.runner import Simulation, SimulationConfig
+
+pytestmark = pytest.mark.slow
+
+AUDITED = RoundSettings(
+    method="abc+lcm+plar",
+    queries_per_round=12,
+    eps=0.5,
+    image_size=48,
+    epochs=2,
+    batch_size=4,
+    encoder="resnet18",
+    device="cpu",
+    seed=3,
+    lcm=LCMConfig(tau=0.5, require_model_agreement=False, epochs=60),
+    plar=PLARConfig(min_precision=0.0),
+    audit=AuditConfig(share=0.25),
+)
+UNAUDITED = AUDITED.replace(audit=AuditConfig(share=0.0))
+ROUNDS = 2
+FIRST_TASK = 100
+
+
+def simulate(dataset: SegmentationDataset, settings: RoundSettings, out: Path) -> Path:
+    config = SimulationConfig(methods=(settings.method,), rounds=ROUNDS, seeds=(settings.seed,), round=settings)
+    Simulation(dataset, config, out, progress=False).run()
+    return out / "work" / f"seed{settings.seed}" / settings.method
+
+
+def run_backend_rounds(dataset: SegmentationDataset, settings: RoundSettings, model_dir: Path) -> Workspace:
+    """The backend's round steps in the order ProjectWork takes them, the annotator answering at the pixel."""
+    workspace = Workspace(model_dir, 1)
+    workspace.save_state(ProjectState(1, list(dataset.classes), "<View/>", query_project=2, prepared=True))
+    tasks = list(range(FIRST_TASK, FIRST_TASK + len(dataset.train_names)))
+    records = {}
+    for task, name in zip(tasks, dataset.train_names, strict=True):
+        superpixels = dataset.superpixels(name)
+        assert superpixels is not None
+        workspace.save_image(task, dataset.image(name))
+        workspace.save_superpixels(task, superpixels)
+        workspace.save_pseudo(task, dataset.pseudo(name))
+        height, width = superpixels.shape
+        records[task] = TaskRecord(task, name, f"{name}.png", height, width, "pseudo_mask")
+    workspace.save_tasks(records)
+    compose_tasks(workspace, tasks)
+    next_query_task, next_annotation = 1000, 1
+    for round_index in range(1, ROUNDS + 1):
+        model = round_model(workspace, tasks, round_index - 1, settings)
+        assert model is not None
+        choice = choose_round_queries(workspace, model, tasks, settings, round_index)
+        new = {
+            next_query_task + rank: QueryRecord.of(next_query_task + rank, query, round_index, rank)
+            for rank, query in enumerate(choice.queries)
+        }
+        next_query_task += len(new)
+        record_queries(workspace, new)
+        answers = workspace.answers()
+        for task, record in new.items():
+            truth = dataset.mask(records[record.image_task].name)
+            region = record.query(workspace.superpixels(record.image_task)).region_mask(truth.shape)
+            answer = faithful_answer(truth, region, (record.row, record.col))
+            if answer != 255:
+                record_event(
+                    answers, AnswerRecord(next_annotation, task, answer, f"2026-11-30T10:{round_index:02d}:00Z")
+                )
+                next_annotation += 1
+        workspace.save_answers(answers)
+        compose_tasks(workspace, tasks)
+        end_round(workspace, tasks, settings, round_index)
+    return workspace
+
+
+def comparable_query(record: dict, names: dict[str, str]) -> tuple:
+    return (
+        record["round"],
+        names.get(record["image"], record["image"]),
+        record["superpixel"],
+        record["row"],
+        record["col"],
+        record["proposed"],
+        record["label_before"],
+        tuple(map(tuple, record["region"])),
+        record["kind"],
+        record.get("corrector"),
+        record.get("applied", False),
+    )
+
+
+def comparable_correction(record: AutoCorrection, names: dict[str, str]) -> tuple:
+    return (
+        record.corrector,
+        record.round,
+        names.get(record.image, record.image),
+        record.superpixel,
+        record.old_class,
+        record.new_class,
+        round(record.confidence, 5),
+        record.runs,
+        record.rejected_round,
+    )
+
+
+@pytest.mark.parametrize("settings", [AUDITED, UNAUDITED], ids=["audited", "unaudited"])
+def test_the_simulation_and_the_backend_ask_correct_and_label_alike(tmp_path: Path, settings: RoundSettings) -> None:
+    dataset = make_synthetic(tmp_path / "data", 10, 3, size=48, val_fraction=0.0, progress=False)
+    run = simulate(dataset, settings, tmp_path / "simulation")
+    workspace = run_backend_rounds(dataset, settings, tmp_path / "workspace")
+    names = {str(FIRST_TASK + i): name for i, name in enumerate(dataset.train_names)}
+
+    simulated_queries = [json.loads(line) for line in (run / "queries.jsonl").read_text().splitlines()]
+    backend_queries = sorted(workspace.queries().values(), key=lambda q: (q.round, q.rank))
+    assert len(simulated_queries) == ROUNDS * settings.queries_per_round
+    backend = [
+        comparable_query(
+            {**record.query(workspace.superpixels(record.image_task)).to_json(), "round": record.round}, names
+        )
+        for record in backend_queries
+    ]
+    assert [comparable_query(record, names) for record in simulated_queries] == backend
+    kinds = [record["kind"] for record in simulated_queries]
+    assert kinds.count("audit") == settings.audits_per_round, "round 2 audits round 1's proposals"
+
+    simulated_journal = [
+        AutoCorrection.from_json(json.loads(line)) for line in (run / "auto_corrections.jsonl").read_text().splitlines()
+    ]
+    backend_journal = workspace.corrections()
+    assert [comparable_correction(r, names) for r in simulated_journal] == [
+        comparable_correction(r, names) for r in backend_journal
+    ]
+    notes = workspace.round_notes()
+    assert set(notes) == {"1", "2"}
+    if settings.audit.share > 0:
+        assert simulated_journal == [], "nothing is written before audits trust it"
+        assert notes["1"]["lcm"]["held_back"] > 0 and notes["2"]["lcm"]["round_audits"] == 3
+    else:
+        assert {r.corrector for r in simulated_journal} == {"lcm", "plar"}, "both correctors wrote"
+
+    for task, name in names.items():
+        np.testing.assert_array_equal(workspace.labels(int(task)), read_label_png(run / "labels" / f"{name}.png"))
