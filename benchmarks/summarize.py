@@ -21,12 +21,13 @@ COLUMNS = (
     ("precision", "query precision"),
     ("recall", "query recall"),
     ("cost_bits", "cost (bits)"),
+    ("audits", "audits (this round)"),
     ("auto_corrected_superpixels", "auto-corrected superpixels (this round)"),
     ("auto_corrected_pixels", "auto-corrected pixels (this round)"),
     ("auto_precision", "auto-correction precision (share of changed pixels now right)"),
 )
 FRACTIONS = ("precision", "recall", "auto_precision")
-COUNTS = ("auto_corrected_superpixels", "auto_corrected_pixels")
+COUNTS = ("auto_corrected_superpixels", "auto_corrected_pixels", "audits")
 
 
 def table(results: dict, metric: str, title: str) -> str:
@@ -44,6 +45,49 @@ def table(results: dict, metric: str, title: str) -> str:
             for c, m, s in zip(method_clicks, mean, std, strict=True)
         }
         lines.append(f"| {method} | " + " | ".join(cells.get(c, "–") for c in clicks) + " |")
+    return "\n".join(lines)
+
+
+def corrector_table(results: dict) -> str:
+    """Per method with correctors, per round: what each corrector wrote (superpixels, pixel precision
+    against the ground truth), what it held back, and its audits (confirmed / asked), summed over seeds.
+
+    A cell reads ``written sp · precision | held back sp | audits confirmed/asked``; the last column
+    counts the rounds in which the corrector wrote anything, over all seeds.
+    """
+    rows: dict[tuple[str, str], list[list[dict]]] = {}
+    for run in results["runs"]:
+        for entry in run["rounds"][1:]:
+            for corrector, done in (entry.get("auto") or {}).items():
+                rows.setdefault((run["method"], corrector), [])
+                per_round = rows[(run["method"], corrector)]
+                while len(per_round) < entry["round"]:
+                    per_round.append([])
+                per_round[entry["round"] - 1].append(done)
+    if not rows:
+        return ""
+    rounds = max(len(per_round) for per_round in rows.values())
+    lines = [
+        "**Automatic corrections per round** (sums over seeds: superpixels written · share of their pixels now "
+        "right | superpixels held back | audits confirmed/asked)",
+        "",
+        "| method | corrector | " + " | ".join(f"round {r + 1}" for r in range(rounds)) + " | rounds written |",
+        "|---|---|" + "---|" * rounds + "---:|",
+    ]
+    for (method, corrector), per_round in rows.items():
+        cells, acted, total = [], 0, 0
+        for entries in per_round:
+            written = sum(e["superpixels"] for e in entries)
+            right = [e["precision"] * e["pixels"] for e in entries if e["precision"] is not None]
+            pixels = sum(e["pixels"] for e in entries if e["precision"] is not None)
+            precision = f" · {sum(right) / pixels:.2f}" if pixels else ""
+            held = sum(e.get("held_back_superpixels", 0) for e in entries)
+            audits = sum(e.get("round_audits", 0) for e in entries)
+            confirmed = sum(e.get("round_confirmed", 0) for e in entries)
+            cells.append(f"{written}{precision} \\| {held} \\| {confirmed}/{audits}")
+            acted += sum(e["superpixels"] > 0 for e in entries)
+            total += len(entries)
+        lines.append(f"| {method} | {corrector} | " + " | ".join(cells) + f" | {acted} of {total} |")
     return "\n".join(lines)
 
 
@@ -69,8 +113,11 @@ def main() -> None:
     seeds = sorted({run["seed"] for run in results["runs"]})
     print(f"{results['dataset']}: seeds {seeds}, config {json.dumps(results['config'])}\n")
     for metric, title in COLUMNS:
-        if any(r[metric] is not None for run in results["runs"] for r in run["rounds"]):
+        if any(r.get(metric) is not None for run in results["runs"] for r in run["rounds"]):
             print(table(results, metric, title) + "\n")
+    table_of_correctors = corrector_table(results)
+    if table_of_correctors:
+        print(table_of_correctors + "\n")
     if args.plot:
         plot_curves(results, args.plot)
 

@@ -292,7 +292,13 @@ def clustered_answers() -> AnsweredSuperpixels:
     answers = np.array([0] * 15 + [1] * 12 + [2] * 5)
     features = np.eye(3)[answers] + rng.normal(0.0, 0.05, (answers.size, 3))
     labels = np.where(answers == 0, 1, 0)
-    return AnsweredSuperpixels(features, answers, labels, answers.copy())
+    return AnsweredSuperpixels(features, answers, labels, model_probabilities(answers, 3))
+
+
+def model_probabilities(classes: np.ndarray, num_classes: int, top: float = 0.9) -> np.ndarray:
+    """``(M, C)`` mean probabilities: ``top`` for each row's class, the rest shared by the others."""
+    rest = (1.0 - top) / (num_classes - 1)
+    return np.where(np.eye(num_classes, dtype=bool)[classes], top, rest)
 
 
 def test_propose_corrections_relabels_a_candidate_in_another_class_cluster() -> None:
@@ -300,7 +306,7 @@ def test_propose_corrections_relabels_a_candidate_in_another_class_cluster() -> 
     # counts 15 12 5: tail (alpha 0.5, |C| = 3, rank >= 1.5) = class 2, the rarest answered class
     candidates = np.array([[0, 1, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 1, 0]], dtype=float)
     current = np.array([0, 0, 0, 0, 2])
-    model = np.array([1, 0, 0, 2, 1])
+    model = model_probabilities(np.array([1, 0, 0, 2, 1]), 3)
     proposal = propose_corrections(answered, candidates, current, model, 3, FAST_LCM, seed=0)
     assert proposal.predicted.tolist() == [1, 0, 1, 2, 1]  # the cluster each candidate sits in
     assert (proposal.confidence >= 0.99).all()
@@ -309,7 +315,10 @@ def test_propose_corrections_relabels_a_candidate_in_another_class_cluster() -> 
     assert proposal.j3.tolist() == [True, True, True, True, False]  # 4: label 2 is the rarest
     # J4: classes 0 and 1 are right every time held out; class 2 is never written (tail)
     assert proposal.j4.tolist() == [True, True, True, False, True]
-    assert proposal.j5.tolist() == [True, True, False, True, True]  # 2: the model says 0, psi 1
+    assert proposal.j5.tolist() == [True, True, False, True, True]  # 2: the model says 0 (0.9), psi 1 (0.05)
+    # J5 asks the model's mean probability of psi's class to reach 0.8: 0.9 passes, 0.75 does not
+    unsure = model_probabilities(np.array([1, 0, 0, 2, 1]), 3, top=0.75)
+    assert not propose_corrections(answered, candidates, current, unsure, 3, FAST_LCM, seed=0).j5.any()
     # 0: label 0 in class 1's cluster, model 1 -> relabelled; 1: label 0 already the prediction
     assert proposal.selected.tolist() == [True, False, False, False, False]
     support, precision = held_out_precision(answered, 3, FAST_LCM, seed=0)
@@ -327,27 +336,27 @@ def test_wilson_lower_bound_by_hand() -> None:
 
 
 def test_propose_corrections_needs_two_answered_classes() -> None:
-    answered = AnsweredSuperpixels(np.eye(3)[[1] * 6], np.full(6, 1), np.zeros(6, np.int64), np.full(6, 1))
+    answered = AnsweredSuperpixels(np.eye(3)[[1] * 6], np.full(6, 1), np.zeros(6, np.int64), np.eye(3)[[1] * 6])
     candidates = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
-    proposal = propose_corrections(answered, candidates, np.array([0, 0]), np.array([1, 1]), 3, FAST_LCM)
+    proposal = propose_corrections(answered, candidates, np.array([0, 0]), np.eye(3)[[1, 1]], 3, FAST_LCM)
     assert proposal.predicted.tolist() == [255, 255]
     assert not proposal.selected.any()
-    empty = AnsweredSuperpixels(np.zeros((0, 3)), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
-    assert not propose_corrections(empty, candidates, np.array([0, 0]), np.array([1, 1]), 3, FAST_LCM).selected.any()
+    empty = AnsweredSuperpixels(np.zeros((0, 3)), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 3)))
+    assert not propose_corrections(empty, candidates, np.array([0, 0]), np.eye(3)[[1, 1]], 3, FAST_LCM).selected.any()
 
 
 def test_j4_blocks_a_classifier_whose_answers_carry_no_information() -> None:
     rng = np.random.default_rng(1)
     answers = rng.integers(0, 2, 40)
     # random features, random answers; nothing labelled before, so every held-out case is decided
-    answered = AnsweredSuperpixels(rng.normal(size=(40, 3)), answers, np.full(40, 255), answers.copy())
+    answered = AnsweredSuperpixels(rng.normal(size=(40, 3)), answers, np.full(40, 255), np.eye(2)[answers])
     # every other criterion made lenient: with 2 classes the confidence is always >= 0.5
     config = LCMConfig(
-        hidden=(32,), epochs=100, lr=1e-2, tau=0.5, alpha=0.0, require_model_agreement=False, min_precision=0.8
+        hidden=(32,), epochs=100, lr=1e-2, tau=0.5, alpha=0.0, model_confidence=0.0, min_precision=0.8
     )
     candidates = rng.normal(size=(8, 3))
     labels = np.full(8, 255)
-    proposal = propose_corrections(answered, candidates, labels, np.zeros(8, np.int64), 2, config)
+    proposal = propose_corrections(answered, candidates, labels, np.full((8, 2), 0.5), 2, config)
     assert (proposal.j1 & proposal.j2 & proposal.j3 & proposal.j5).all()
     support, precision = held_out_precision(answered, 2, config, seed=0)
     assert support.sum() == 40  # every answer decided once when held out
@@ -356,7 +365,7 @@ def test_j4_blocks_a_classifier_whose_answers_carry_no_information() -> None:
     assert not proposal.selected.any()
     # J4 off: the same decisions go through
     unchecked = propose_corrections(
-        answered, candidates, labels, np.zeros(8, np.int64), 2, replace(config, min_precision=0.0)
+        answered, candidates, labels, np.full((8, 2), 0.5), 2, replace(config, min_precision=0.0)
     )
     assert unchecked.selected.all()
 
@@ -364,17 +373,19 @@ def test_j4_blocks_a_classifier_whose_answers_carry_no_information() -> None:
 def test_propose_corrections_rejects_mismatched_shapes() -> None:
     answered = clustered_answers()
     three = np.zeros((2, 3))
-    labels, classes = np.zeros(2, np.int64), np.zeros(2, np.int64)
+    labels, classes = np.zeros(2, np.int64), np.full((2, 3), 1 / 3)
     with pytest.raises(ValueError, match=re.escape("features must be (superpixels, D) arrays")):
         propose_corrections(answered, np.zeros(3), labels, classes, 3, FAST_LCM)
     with pytest.raises(ValueError, match="answered features have 3 dimensions but candidates have 2"):
         propose_corrections(answered, np.zeros((2, 2)), labels, classes, 3, FAST_LCM)
-    message = "every answered superpixel and every candidate needs one feature row, label and class"
+    message = "every answered superpixel and every candidate needs one feature row, label and C model probabilities"
     with pytest.raises(ValueError, match=message):
-        propose_corrections(answered, three, labels, np.zeros(3, np.int64), 3, FAST_LCM)
+        propose_corrections(answered, three, labels, np.full((3, 3), 1 / 3), 3, FAST_LCM)
+    with pytest.raises(ValueError, match=message):
+        propose_corrections(answered, three, labels, np.full((2, 2), 1 / 2), 3, FAST_LCM)
     with pytest.raises(ValueError, match=message):
         propose_corrections(answered, np.zeros((3, 3)), labels, classes, 3, FAST_LCM)
-    short = AnsweredSuperpixels(answered.features, answered.answers[:-1], answered.labels, answered.model_classes)
+    short = AnsweredSuperpixels(answered.features, answered.answers[:-1], answered.labels, answered.model_probs)
     with pytest.raises(ValueError, match=message):
         propose_corrections(short, three, labels, classes, 3, FAST_LCM)
     with pytest.raises(ValueError, match=re.escape("answers must be classes 0..1")):

@@ -46,7 +46,7 @@ AUDITED = RoundSettings(
     encoder="resnet18",
     device="cpu",
     seed=3,
-    lcm=LCMConfig(tau=0.5, require_model_agreement=False, epochs=60),
+    lcm=LCMConfig(tau=0.5, model_confidence=0.0, epochs=60),
     plar=PLARConfig(min_precision=0.0),
     audit=AuditConfig(share=0.25),
 )

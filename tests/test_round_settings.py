@@ -36,7 +36,7 @@ VALUES = {
     "lcm.tau": ("0.95", 0.95),
     "lcm.alpha": ("0.25", 0.25),
     "lcm.min_precision": ("0.7", 0.7),
-    "lcm.require_model_agreement": ("false", False),
+    "lcm.model_confidence": ("0.6", 0.6),
     "plar_features": ("both", "both"),
     "plar.threshold": ("0.6", 0.6),
     "plar.shrinkage": ("0.2", 0.2),

@@ -73,7 +73,7 @@ def test_a_round_over_a_workspace_asks_the_top_superpixels_and_correctors_leave_
         image_size=48,
         epochs=3,
         device="cpu",
-        lcm=LCMConfig(tau=0.5, require_model_agreement=False),
+        lcm=LCMConfig(tau=0.5, model_confidence=0.0),
         plar=PLARConfig(min_precision=0.0, protect_unverified=False),
         audit=AuditConfig(share=0.0),
     )

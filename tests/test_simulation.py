@@ -218,7 +218,7 @@ def test_auto_correctors_leave_answered_superpixels_alone_and_their_journal_undo
     dataset = write_striped_dataset(tmp_path / "data", num_images=12)
     loose = FAST.replace(
         queries_per_round=8,
-        lcm=LCMConfig(tau=0.0, alpha=0.0, min_precision=0.0, require_model_agreement=False, epochs=50),
+        lcm=LCMConfig(tau=0.0, alpha=0.0, min_precision=0.0, model_confidence=0.0, epochs=50),
         plar=PLARConfig(
             threshold=1.0, min_pixels=1, require_model_agreement=False, protect_unverified=False, min_precision=0.0
         ),
@@ -263,14 +263,14 @@ def test_cli_runs_class_balanced_acquisitions_and_the_error_mask_decoder(tmp_pat
     arguments = ["simulate", str(dataset.root), "--method", "abc", "--method", "pixbal", "--method", "sim+plar"]
     arguments += ["--rounds", "2", "--budget", "4", "--epochs", "1", "--image-size", "32", "--encoder", "resnet18"]
     arguments += ["--abc-uniform", "all", "--pixbal-nu", "6", "--error-decoder", "--plar-threshold", "0.9", "--quiet"]
-    arguments += ["--plar-min-precision", "0.5", "--no-lcm-model-agreement"]
+    arguments += ["--plar-min-precision", "0.5", "--lcm-model-confidence", "0.7"]
     assert main([*arguments, "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
     recorded = results["config"]["round"]
     assert recorded["abc_uniform"] == "all" and recorded["pixbal_nu"] == 6.0
     assert recorded["error_decoder"] is True
     assert recorded["plar"]["min_precision"] == 0.5
-    assert recorded["lcm"]["require_model_agreement"] is False
+    assert recorded["lcm"]["model_confidence"] == 0.7
     assert RoundSettings.from_json(recorded).replace(method="abc", seed=0).plar.min_precision == 0.5
     by_method = {run["method"]: run["rounds"] for run in results["runs"]}
     assert [entry["clicks"] for entry in by_method["pixbal"]] == [0, 4, 8]

@@ -24,17 +24,24 @@ from alc_backend.rounds.settings import AuditConfig, RoundSettings
 
 @dataclass(frozen=True)
 class AuditTarget:
-    """A change to audit: the correction ``record`` and whether it was written (``applied``) or held back."""
+    """A change to audit: the correction ``record``, whether it was written (``applied``) or held
+    back, and whether the audit asks about the whole superpixel (``whole_superpixel``: the change
+    relabels superpixels, as LCM's do) or only about the pixels it changed (PLAR's)."""
 
     record: AutoCorrection
     applied: bool
+    whole_superpixel: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"record": self.record.to_json(), "applied": self.applied}
+        return {"record": self.record.to_json(), "applied": self.applied, "whole_superpixel": self.whole_superpixel}
 
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> AuditTarget:
-        return cls(AutoCorrection.from_json(record["record"]), bool(record["applied"]))
+        return cls(
+            AutoCorrection.from_json(record["record"]),
+            bool(record["applied"]),
+            bool(record.get("whole_superpixel", False)),
+        )
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,19 @@ from alc_backend.rounds.settings import RoundSettings
 Proposer = Callable[
     [RoundImages, torch.nn.Module, Sequence[Answer], RoundSettings, int], tuple[list[AutoCorrection], dict[str, Any]]
 ]
-CORRECTORS: dict[str, Proposer] = {"lcm": lcm_proposals, "plar": plar_proposals}
-"""Corrector name -> what proposes its changes (see :mod:`alc_backend.rounds.methods`)."""
+
+
+@dataclass(frozen=True)
+class Corrector:
+    """What proposes a corrector's changes, and whether they relabel whole superpixels (then an
+    audit asks about the superpixel; else about the pixels changed)."""
+
+    propose: Proposer
+    relabels_superpixels: bool
+
+
+CORRECTORS: dict[str, Corrector] = {"lcm": Corrector(lcm_proposals, True), "plar": Corrector(plar_proposals, False)}
+"""Corrector name -> how it proposes (see :mod:`alc_backend.rounds.methods`)."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +98,7 @@ def correct_round(
     changes: dict[str, list[AuditTarget]] = {}
     notes: dict[str, dict[str, Any]] = {}
     for corrector in settings.correctors:
-        proposals, corrector_notes = CORRECTORS[corrector](images, model, answers, settings, round_index)
+        proposals, corrector_notes = CORRECTORS[corrector].propose(images, model, answers, settings, round_index)
         trusted = ledger.trusted(corrector, settings.audit) if audited else np.ones(images.num_classes, dtype=bool)
         refuted = ledger.refuted(corrector, settings.audit)
         to_write = [record for record in proposals if trusted[record.new_class]]
@@ -95,7 +106,10 @@ def correct_round(
         images.apply_corrections(to_write)
         written += to_write
         held_back += to_hold
-        changes[corrector] = [AuditTarget(r, True) for r in to_write] + [AuditTarget(r, False) for r in to_hold]
+        whole = CORRECTORS[corrector].relabels_superpixels
+        changes[corrector] = [AuditTarget(r, True, whole) for r in to_write] + [
+            AuditTarget(r, False, whole) for r in to_hold
+        ]
         this_audits, this_confirmed = round_ledger.counts(corrector)
         notes[corrector] = {
             **corrector_notes,

@@ -17,7 +17,6 @@ import torch
 
 from alc_backend.engine.corrections import AutoCorrection, relabel_superpixels
 from alc_backend.engine.lcm import AnsweredSuperpixels, propose_corrections
-from alc_backend.engine.pool import dominant_classes
 from alc_backend.engine.segments import Segments
 from alc_backend.rounds.features import majority_labels, pixel_features, superpixel_means
 from alc_backend.rounds.images import Answer, RoundImages
@@ -47,20 +46,20 @@ def lcm_proposals(
     keys = list(images.keys())
     kind = settings.lcm_features
     features: dict[str, np.ndarray] = {}
-    model_classes: dict[str, np.ndarray] = {}
+    model_probs: dict[str, np.ndarray] = {}
     current: dict[str, np.ndarray] = {}
     for key, probs, decoder in probabilities_and_features(images, model, keys, settings, kind != "softmax"):
         superpixels = images.superpixels(key)
         segments = Segments.from_map(superpixels)
         features[key] = superpixel_means(pixel_features(kind, probs, decoder), segments)
-        model_classes[key] = dominant_classes(probs, superpixels)
+        model_probs[key] = superpixel_means(probs, segments)
         current[key] = majority_labels(images.labels(key), segments)
     usable = [a for a in learnt if a.query.image in features]
     answered = AnsweredSuperpixels(
         features=np.stack([features[a.query.image][a.query.superpixel] for a in usable]),
         answers=np.array([a.answer for a in usable], dtype=np.int64),
         labels=np.array([a.query.label_before for a in usable], dtype=np.int64),
-        model_classes=np.array([model_classes[a.query.image][a.query.superpixel] for a in usable], dtype=np.int64),
+        model_probs=np.stack([model_probs[a.query.image][a.query.superpixel] for a in usable]),
     )
     asked = {key: images.asked(key) for key in keys}
     candidates = [(key, s) for key in keys for s in range(len(features[key])) if s not in asked[key]]
@@ -71,7 +70,7 @@ def lcm_proposals(
         answered,
         np.stack([features[key][s] for key, s in candidates]),
         np.array([current[key][s] for key, s in candidates]),
-        np.array([model_classes[key][s] for key, s in candidates]),
+        np.stack([model_probs[key][s] for key, s in candidates]),
         images.num_classes,
         settings.lcm,
         seed=settings.seed * 1000 + round_index,

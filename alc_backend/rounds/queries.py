@@ -116,7 +116,7 @@ def choose_queries(
         ids = np.flatnonzero(is_open)
         parts.append((np.full(ids.size, image_index), ids, scores[ids]))
         for index in targets.get(key, []):
-            audit_queries[index] = _audit_query(audits[index], probs, labels)
+            audit_queries[index] = _audit_query(audits[index], probs, labels, superpixels)
     pool = _pool(parts, representatives)
     chosen_audits = [audit_queries[index] for index in sorted(audit_queries)]
     corrections = _correction_queries(
@@ -174,13 +174,15 @@ def _correction_queries(
     return [made[int(entry)] for entry in chosen]
 
 
-def _audit_query(target: AuditTarget, probs: np.ndarray, labels: np.ndarray) -> Query:
-    """The audit of ``target``'s change: its pixels as the region, its class proposed."""
+def _audit_query(target: AuditTarget, probs: np.ndarray, labels: np.ndarray, superpixels: np.ndarray) -> Query:
+    """The audit of ``target``'s change, its class proposed: about its superpixel, or its pixels."""
     record = target.record
     region = np.zeros(labels.shape, dtype=bool)
     flat = region.reshape(-1)
     for start, length, _ in record.runs:
         flat[start : start + length] = True
+    if target.whole_superpixel:
+        region |= superpixels == record.superpixel
     row, col = region_representative(probs, region)
     return Query(
         image=record.image,

@@ -28,7 +28,7 @@ def curves_by_method(results: dict[str, Any], metric: str) -> dict[str, tuple[np
         length = min(len(rounds) for rounds in runs)
         clicks = np.array([runs[0][i]["clicks"] for i in range(length)], dtype=float)
         values = np.array(
-            [[np.nan if rounds[i][metric] is None else rounds[i][metric] for i in range(length)] for rounds in runs]
+            [[np.nan if rounds[i].get(metric) is None else rounds[i][metric] for i in range(length)] for rounds in runs]
         )
         keep = ~np.all(np.isnan(values), axis=0)
         curves[method] = (clicks[keep], np.nanmean(values[:, keep], axis=0), np.nanstd(values[:, keep], axis=0))
