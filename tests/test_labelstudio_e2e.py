@@ -4,7 +4,8 @@ A synthetic street-scene set with noisy pseudo-labels goes into an image project
 backend creates the query project, Label Studio's ``next`` serves the queries in the
 backend's order, answers (the true class at the query pixel, as a careful annotator would
 give) arrive by webhook, and after two rounds the exported masks must be clearly better than
-the pseudo-labels they started from.
+the pseudo-labels they started from. LCM's model-confidence criterion is off, so that it
+proposes plenty in round 1 and round 2 audits some of its proposals as query tasks.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from backend_harness import RunningBackend, brush_config, eventually, serve_back
 from alc_backend.cli import main
 from alc_backend.data.dataset import SegmentationDataset, read_label_png
 from alc_backend.data.synthetic import make_synthetic
+from alc_backend.engine.lcm import LCMConfig
 from alc_backend.engine.metrics import confusion_matrix, mean_iou
 from alc_backend.labelstudio.client import LabelStudioClient
 from alc_backend.labelstudio.config import parse_image_config
@@ -48,7 +50,13 @@ def running_backend(label_studio: Any, tmp_path_factory: pytest.TempPathFactory)
         label_studio_url=label_studio.url,
         api_key=label_studio.token,
         num_superpixels=30,
-        round=RoundSettings(queries_per_round=QUERIES_PER_ROUND, image_size=64, epochs=6, device="cpu"),
+        round=RoundSettings(
+            queries_per_round=QUERIES_PER_ROUND,
+            image_size=64,
+            epochs=6,
+            device="cpu",
+            lcm=LCMConfig(model_confidence=0.0),
+        ),
     )
     with serve_backend(settings) as running:
         yield running
@@ -191,6 +199,34 @@ def test_the_exported_masks_beat_the_pseudo_labels_by_a_clear_margin(
     gain = mean_iou(exported) - mean_iou(pseudo)
     print(f"pseudo-label mIoU {mean_iou(pseudo):.1f}, exported mIoU {mean_iou(exported):.1f}, gain {gain:+.1f}")
     assert gain >= 3.0
+
+
+def test_round_two_audits_lcm_proposals_as_query_tasks_and_health_shows_what_they_found(
+    corrected: Corrected,
+    client: LabelStudioClient,
+    running_backend: RunningBackend,
+    synthetic: SegmentationDataset,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    workspace = running_backend.backend.workspace(corrected.images_project)
+    audits = [query for query in workspace.queries().values() if query.kind == "audit"]
+    assert len(audits) == round(0.2 * QUERIES_PER_ROUND) and {query.round for query in audits} == {2}
+    for query in audits:
+        data = client.get_task(query.task)["data"]
+        name = synthetic.classes[query.proposed]
+        assert data["kind"] == "audit" and query.corrector == "lcm" and not query.applied
+        assert (
+            data["question"]
+            == f"This region was changed to {name}: is {name} right? Change the class only if it is wrong."
+        )
+    confirmed = sum(corrected.answers[query.task] == query.proposed for query in audits)
+    health = requests.get(f"{running_backend.url}/health", timeout=10).json()
+    lcm = health["projects"][str(corrected.images_project)]["correctors"]["lcm"]
+    assert (lcm["audited"], lcm["confirmed"]) == (len(audits), confirmed)
+    assert lcm["precision"] == pytest.approx(confirmed / len(audits))
+    assert main(["status", "--backend", running_backend.url]) == 0
+    printed = capsys.readouterr().out
+    assert f"{len(audits)} audited, {confirmed} confirmed" in printed
 
 
 def open_query_task(client: LabelStudioClient, corrected: Corrected) -> dict[str, Any]:

@@ -13,12 +13,14 @@ import pytest
 from labelstudio_venv import ensure_label_studio_venv
 
 from alc_backend.labelstudio.config import (
+    QUESTION,
     ImageProjectConfig,
     LabelConfigError,
     parse_image_config,
     parse_query_config,
     project_kind,
     query_label_config,
+    query_question,
 )
 from alc_backend.labelstudio.payloads import (
     answer_class,
@@ -361,6 +363,14 @@ def test_bad_image_config_errors(xml: str, message: str) -> None:
     with pytest.raises(LabelConfigError) as error:
         parse_image_config(xml)
     assert str(error.value) == message
+
+
+def test_a_query_task_asks_its_own_question() -> None:
+    assert '<Header value="$question"/>' in query_label_config(["a", "b"])
+    assert query_question("correction", "") == QUESTION
+    assert query_question("audit", "car") == (
+        "This region was changed to car: is car right? Change the class only if it is wrong."
+    )
 
 
 def test_query_config_template_round_trip() -> None:

@@ -25,3 +25,13 @@ def test_ci_runs_the_readme_test_command_verbatim() -> None:
     _, tests = readme_commands()
     ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
     assert tests in ci_lines
+
+
+def test_every_round_setting_is_documented_with_its_variable_and_flag() -> None:
+    from alc_backend.rounds.settings import SETTINGS
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for spec in SETTINGS:
+        assert f"`{spec.env}`" in readme, spec.env
+        if spec.flag is not None:
+            assert spec.flag.removeprefix("--") in readme, spec.flag

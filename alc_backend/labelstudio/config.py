@@ -120,7 +120,8 @@ def query_label_config(class_names: Sequence[str]) -> str:
 
 
 def query_question(kind: str, proposed: str) -> str:
-    """The question a query task shows: a correction query's, or an audit's naming the class ``proposed``."""
+    """The question a query task shows: a correction query's, or an audit's naming the class
+    ``proposed`` (the class the audited change wrote; unused for a correction query)."""
     return AUDIT_QUESTION.format(name=proposed) if kind == "audit" else QUESTION
 
 

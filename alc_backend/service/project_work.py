@@ -375,7 +375,7 @@ class ProjectWork:
                 "round": round_index,
                 "rank": rank,
                 "kind": q.kind,
-                "question": query_question(q.kind, state.class_names[q.proposed]),
+                "question": query_question(q.kind, state.class_names[q.proposed] if q.kind == "audit" else ""),
             }
             for rank, q in missing
         ]
