@@ -342,11 +342,14 @@ def run_worker(args: argparse.Namespace) -> int:
         f"workspace {settings.model_dir.resolve()}",
         flush=True,
     )
+    # An idle rq worker waits for a job worker_ttl - 15 s at a time and runs its maintenance (which
+    # retries the jobs of dead workers) only between waits: keep the wait as short as the interval.
     worker = Worker(
         queues,
         connection=redis,
         job_monitoring_interval=args.monitoring_interval,
         maintenance_interval=args.maintenance_interval,
+        worker_ttl=max(args.maintenance_interval, args.monitoring_interval) + 15,
     )
     worker.work(burst=args.burst, with_scheduler=True)
     return 0

@@ -17,7 +17,13 @@ from alc_backend.engine.audit import (
 )
 from alc_backend.engine.corrections import AutoCorrection
 from alc_backend.engine.metrics import wilson_lower_bound, wilson_upper_bound
-from alc_backend.rounds.audits import AuditLedger, AuditTarget, choose_audit_targets, rejected_corrections
+from alc_backend.rounds.audits import (
+    AuditLedger,
+    AuditTarget,
+    choose_audit_targets,
+    recent_answers,
+    rejected_corrections,
+)
 from alc_backend.rounds.images import Answer, Query
 from alc_backend.rounds.settings import AuditConfig, RoundSettings
 
@@ -142,6 +148,15 @@ def test_the_ledger_adds_up_audits_per_corrector_and_rejects_written_changes_fou
         "trusted_classes": [],
         "refuted_classes": [],
     }
+
+
+def test_only_the_last_rounds_audits_decide() -> None:
+    record = correction("a", 1, 2, 10)
+    answers = [Answer(audit(record, False), 2, r) for r in (1, 2, 3, 4)]
+    assert [a.round for a in recent_answers(answers, 4, 2)] == [3, 4]
+    assert [a.round for a in recent_answers(answers, 3, 2)] == [2, 3]
+    assert [a.round for a in recent_answers(answers, 4, 0)] == [1, 2, 3, 4]
+    assert [a.round for a in recent_answers(answers, 4, 1)] == [4]
 
 
 def test_audit_targets_are_shared_between_correctors_one_per_superpixel_refuted_classes_left_out() -> None:

@@ -94,6 +94,11 @@ class AuditLedger:
         }
 
 
+def recent_answers(answers: Sequence[Answer], round_index: int, window: int) -> list[Answer]:
+    """The answers of the last ``window`` rounds up to ``round_index`` (all of them for ``window = 0``)."""
+    return [answer for answer in answers if window == 0 or round_index - window < answer.round <= round_index]
+
+
 def rejected_corrections(answers: Sequence[Answer], corrections: Sequence[AutoCorrection]) -> list[AutoCorrection]:
     """The written changes that audits among ``answers`` found wrong (answer other than the class written).
 

@@ -3,7 +3,7 @@
 After round ``r``'s answers are in the images' labels, :func:`correct_round`
 
 1. rejects the written changes that this round's audits found wrong (undone through the journal);
-2. adds every audit so far to the :class:`~alc_backend.rounds.audits.AuditLedger`;
+2. adds up the audits of the last ``audit.window`` rounds in an :class:`~alc_backend.rounds.audits.AuditLedger`;
 3. runs the method's correctors in order (LCM, PLAR), each on the labels the previous left;
 4. writes each corrector's proposals to the classes its audits trust, and holds back the others
    (except refuted classes, which are dropped);
@@ -23,7 +23,13 @@ import numpy as np
 import torch
 
 from alc_backend.engine.corrections import AutoCorrection
-from alc_backend.rounds.audits import AuditLedger, AuditTarget, choose_audit_targets, rejected_corrections
+from alc_backend.rounds.audits import (
+    AuditLedger,
+    AuditTarget,
+    choose_audit_targets,
+    recent_answers,
+    rejected_corrections,
+)
 from alc_backend.rounds.images import Answer, RoundImages
 from alc_backend.rounds.lcm import lcm_proposals
 from alc_backend.rounds.plar import plar_proposals
@@ -90,7 +96,7 @@ def correct_round(
     rejected = rejected_corrections(this_round, images.corrections())
     if rejected:
         images.reject_corrections(rejected, round_index)
-    ledger = AuditLedger.from_answers(answers, images.num_classes)
+    ledger = AuditLedger.from_answers(recent_answers(answers, round_index, settings.audit.window), images.num_classes)
     round_ledger = AuditLedger.from_answers(this_round, images.num_classes)
     audited = settings.audit.share > 0
     written: list[AutoCorrection] = []

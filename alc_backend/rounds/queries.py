@@ -112,7 +112,8 @@ def choose_queries(
         labelled = labels != IGNORE_INDEX
         image_scores[key] = float(label_confidence(probs, labels)[labelled].mean()) if labelled.any() else 0.0
         is_open = np.ones(scores.size, dtype=bool)
-        is_open[sorted(asked[key] | {s for image, s in claimed if image == key})] = False
+        closed = asked[key] | {s for image, s in claimed if image == key}
+        is_open[[s for s in sorted(closed) if s < scores.size]] = False  # ids of older superpixels may be gone
         ids = np.flatnonzero(is_open)
         parts.append((np.full(ids.size, image_index), ids, scores[ids]))
         for index in targets.get(key, []):
