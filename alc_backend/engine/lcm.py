@@ -1,4 +1,4 @@
-"""The Label Correction Module of A2LC: spread a round's human answers to similar superpixels.
+"""The Label Correction Module of A2LC: spread human answers to similar superpixels.
 
 After a round's correction queries are answered, a small classifier ``psi_r`` (an MLP,
 ``D -> 256 -> 128 -> 64 -> C``) learns to map a superpixel's features (the paper's: the mean
@@ -6,9 +6,9 @@ softmax of the segmentation model over it) to the class the annotator gave. Ever
 answered is then relabelled to ``psi_r``'s class ``c`` when all selection criteria hold:
 
 - ``J1``: confidence ``max_c psi_r(c; m) >= tau``;
-- ``J2``: ``c`` is not in the tail ``alpha`` of classes ranked by how many of this round's
-  answers gave them (``rank(c) >= (1 - alpha) |C|``, rank 0 = most answered): ``psi_r`` has seen
-  too few examples of those to be trusted;
+- ``J2``: ``c`` is not in the tail ``alpha`` of classes ranked by how many of the answers
+  ``psi_r`` learnt from gave them (``rank(c) >= (1 - alpha) |C|``, rank 0 = most answered):
+  ``psi_r`` has seen too few examples of those to be trusted;
 - ``J3``: the superpixel's current label is not the rarest answered class: tail labels are
   protected from being overwritten by head classes;
 - ``J4`` (ours, off by default): cross-validated on the answers, LCM's corrections to class
@@ -161,7 +161,7 @@ def selection_criteria(
         confidence: ``(M,)`` ``max_c psi_r(c; m)``.
         predicted: ``(M,)`` ``psi_r``'s class.
         current: ``(M,)`` each candidate's current (majority) label; 255 = none.
-        answer_counts: ``(C,)`` this round's answers per class.
+        answer_counts: ``(C,)`` the answers per class that ``psi_r`` learnt from.
         tau: confidence threshold.
         alpha: share of classes, by fewest answers, that ``psi_r`` may not predict.
 
@@ -288,7 +288,7 @@ def _criteria(
 
 @dataclass(frozen=True)
 class AnsweredSuperpixels:
-    """This round's answered superpixels; every array has ``Q`` rows.
+    """The answered superpixels ``psi_r`` learns from; every array has ``Q`` rows.
 
     ``features`` ``(Q, D)``; ``answers`` the annotator's classes; ``labels`` each superpixel's
     majority label *before* the answer (255 = none); ``model_probs`` ``(Q, C)`` the segmentation
@@ -314,7 +314,7 @@ def propose_corrections(
     """Decide which candidate superpixels LCM relabels, and to what.
 
     Args:
-        answered: this round's answered superpixels.
+        answered: the answered superpixels ``psi_r`` learns from.
         candidate_features: ``(M, D)`` features of the superpixels nobody has answered.
         candidate_labels: ``(M,)`` their current majority labels (255 = none).
         candidate_model_probs: ``(M, C)`` the segmentation model's mean probabilities over each.

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from alc_backend.engine.acquisition import ACQUISITION_METHODS
 
 AUTO_CORRECTORS: dict[str, str] = {
-    "lcm": "Label Correction Module (A2LC): a classifier of this round's answers relabels similar superpixels",
+    "lcm": "Label Correction Module (A2LC): a classifier of the answers relabels similar superpixels",
     "plar": "pseudo-label auto-refinement: doubted pixels take the verified class nearest in feature space",
 }
 """Auto-corrector name -> one-line description; applied in the order the method names them."""
