@@ -1,8 +1,13 @@
-"""Make ``docs/query_task.png``: a correction query as an annotator sees it in Label Studio's labeling UI.
+"""Make ``docs/query_task.png`` (or ``docs/audit_task.png``): a query as an annotator sees it in Label Studio.
 
 The script starts a real Label Studio 1.23.2 (from ``.venv-labelstudio``, as the integration tests do) and
 our backend, connects a small synthetic street-scene set, waits for round 1, opens the first query of the
 round in the labeling stream as the admin user in headless Chromium and saves a screenshot.
+
+With ``--audit`` it answers every query of round 1 with the true class at its marked pixel, waits for
+round 2, answers round 2's queries ranked before its first audit of an automatic correction and
+screenshots that audit instead (LCM's model-confidence check is turned off, so that round 1 surely
+proposes changes for round 2 to audit).
 
 Playwright drives the browser. It is a docs tool only, not a dependency of the backend or its tests, so
 install it by hand into the backend's venv and point it at the system's Chromium (do not run
@@ -10,9 +15,11 @@ install it by hand into the backend's venv and point it at the system's Chromium
 
     .venv/bin/pip install playwright
     .venv/bin/python docs/make_screenshot.py            # writes docs/query_task.png
+    .venv/bin/python docs/make_screenshot.py --audit    # writes docs/audit_task.png
 
-Options: ``--out PATH`` (another file), ``--chromium PATH`` (default ``/usr/bin/chromium``).
-It takes one to two minutes, most of it Label Studio's first start (database migrations).
+Options: ``--audit``, ``--out PATH`` (another file), ``--chromium PATH`` (default ``/usr/bin/chromium``).
+It takes one to two minutes (a little more with ``--audit``), most of it Label Studio's first start
+(database migrations).
 """
 
 from __future__ import annotations
@@ -33,9 +40,12 @@ from backend_harness import RunningBackend, brush_config, serve_backend  # noqa:
 from labelstudio_server import LabelStudioServer  # noqa: E402
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
 
+from alc_backend.data.dataset import SegmentationDataset  # noqa: E402
 from alc_backend.data.synthetic import make_synthetic  # noqa: E402
+from alc_backend.engine.lcm import LCMConfig  # noqa: E402
 from alc_backend.rounds.settings import RoundSettings  # noqa: E402
 from alc_backend.service.settings import BackendSettings  # noqa: E402
+from alc_backend.service.workspace import QueryRecord  # noqa: E402
 
 IMAGE_SIZE_PX = 256
 NUM_IMAGES = 4
@@ -55,10 +65,18 @@ PAGE_TIMEOUT_MS = 60_000
 SETTLE_MS = 1000
 
 
-def connect_synthetic_project(ls: LabelStudioServer, running: RunningBackend, work_dir: Path) -> tuple[int, int]:
+def round_settings(audit: bool) -> RoundSettings:
+    """Small, fast rounds; for ``audit``, without LCM's model-confidence check (round 1 then proposes plenty)."""
+    lcm = LCMConfig(model_confidence=0.0) if audit else LCMConfig()
+    return RoundSettings(queries_per_round=8, image_size=128, epochs=2, device="cpu", lcm=lcm)
+
+
+def connect_synthetic_project(
+    ls: LabelStudioServer, running: RunningBackend, work_dir: Path
+) -> tuple[SegmentationDataset, int, int]:
     """Create an image project with a small synthetic set, connect it, wait for round 1.
 
-    Returns ``(images project, query project)``.
+    Returns ``(data set, images project, query project)``.
     """
     root = work_dir / "synthetic"
     dataset = make_synthetic(root, NUM_IMAGES, SEED, size=IMAGE_SIZE_PX, val_fraction=0.0, progress=False)
@@ -79,13 +97,51 @@ def connect_synthetic_project(ls: LabelStudioServer, running: RunningBackend, wo
     response.raise_for_status()
     query_project = int(response.json()["query_project"])
     running.wait_for_round(project, 1)
-    return project, query_project
+    return dataset, project, query_project
 
 
-def first_query_task(ls: LabelStudioServer, query_project: int) -> dict[str, Any]:
+def first_query_task(ls: LabelStudioServer, query_project: int) -> int:
     """The query task of round 1 with rank 0 (the one Label Studio's labeling stream serves first)."""
     tasks = [t for t in ls.client().list_tasks(query_project) if t["data"].get("round") == 1]
-    return min(tasks, key=lambda t: int(t["data"]["rank"]))
+    return int(min(tasks, key=lambda t: int(t["data"]["rank"]))["id"])
+
+
+def choice(name: str) -> list[dict[str, Any]]:
+    """An answer to a query task: the class ``name``."""
+    return [{"from_name": "answer", "to_name": "image", "type": "choices", "value": {"choices": [name]}}]
+
+
+def answer_queries(
+    ls: LabelStudioServer, project: int, dataset: SegmentationDataset, queries: list[QueryRecord]
+) -> None:
+    """Answer ``queries`` with the true class at each one's marked pixel."""
+    client = ls.client()
+    names = {int(t["id"]): str(t["data"]["name"]) for t in client.list_tasks(project)}
+    for query in queries:
+        truth = int(dataset.mask(names[query.image_task])[query.row, query.col])
+        client.create_annotation(query.task, choice(dataset.classes[truth]))
+
+
+def first_audit_task(
+    ls: LabelStudioServer, running: RunningBackend, project: int, query_project: int, dataset: SegmentationDataset
+) -> int:
+    """Answer round 1, wait for round 2, answer round 2's queries ranked before its first audit.
+
+    Label Studio's labeling stream then serves that audit first (it serves the next unanswered task
+    whatever the URL asks for). Returns the audit's query task.
+    """
+    workspace = running.backend.workspace(project)
+    answer_queries(ls, project, dataset, [q for q in workspace.queries().values() if q.round == 1])
+    running.wait_for_round(project, 2)
+    round_two = sorted((q for q in workspace.queries().values() if q.round == 2), key=lambda q: q.rank)
+    audit = next((q for q in round_two if q.kind == "audit"), None)
+    if audit is None:
+        raise RuntimeError("round 2 has no audits: LCM proposed no changes in round 1")
+    answer_queries(ls, project, dataset, [q for q in round_two if q.rank < audit.rank])
+    served = ls.client().next_task(query_project)
+    if served is None or int(served["id"]) != audit.task:
+        raise RuntimeError(f"Label Studio serves {served and served['id']} next, not audit task {audit.task}")
+    return audit.task
 
 
 def log_in(page: Page, ls: LabelStudioServer) -> None:
@@ -129,9 +185,11 @@ def screenshot_task(ls: LabelStudioServer, query_project: int, task_id: int, out
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "query_task.png")
+    parser.add_argument("--audit", action="store_true", help="screenshot an audit of round 2")
+    parser.add_argument("--out", type=Path, help="default: docs/query_task.png, with --audit docs/audit_task.png")
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     args = parser.parse_args(argv)
+    out = args.out or REPO_ROOT / "docs" / ("audit_task.png" if args.audit else "query_task.png")
     ls = LabelStudioServer()
     work_dir = Path(tempfile.mkdtemp(prefix="alc-screenshot-"))
     try:
@@ -141,13 +199,16 @@ def main(argv: list[str] | None = None) -> int:
             label_studio_url=ls.url,
             api_key=ls.token,
             num_superpixels=40,
-            round=RoundSettings(queries_per_round=8, image_size=128, epochs=2, device="cpu"),
+            round=round_settings(args.audit),
         )
         with serve_backend(settings) as running:
-            _, query_project = connect_synthetic_project(ls, running, work_dir)
-            task = first_query_task(ls, query_project)
-            screenshot_task(ls, query_project, int(task["id"]), args.out, args.chromium)
-        print(f"wrote {args.out} (query project {query_project}, task {task['id']})")
+            dataset, project, query_project = connect_synthetic_project(ls, running, work_dir)
+            if args.audit:
+                task = first_audit_task(ls, running, project, query_project, dataset)
+            else:
+                task = first_query_task(ls, query_project)
+            screenshot_task(ls, query_project, task, out, args.chromium)
+        print(f"wrote {out} (query project {query_project}, task {task})")
     finally:
         ls.stop()
         shutil.rmtree(work_dir, ignore_errors=True)
