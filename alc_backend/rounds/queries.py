@@ -80,6 +80,7 @@ def choose_queries(
     keys = list(images.keys())
     acquisition = settings.acquisition
     rng = np.random.default_rng([settings.seed, round_index])
+    audit_rng = np.random.default_rng([settings.seed, round_index, 2])
     asked = {key: images.asked(key) for key in keys}
     claimed = {(target.record.image, target.record.superpixel) for target in audits}
     class_weights = _abc_weights(images, keys, asked, settings) if acquisition == "abc" else None
@@ -117,7 +118,7 @@ def choose_queries(
         ids = np.flatnonzero(is_open)
         parts.append((np.full(ids.size, image_index), ids, scores[ids]))
         for index in targets.get(key, []):
-            audit_queries[index] = _audit_query(audits[index], probs, labels, superpixels)
+            audit_queries[index] = _audit_query(audits[index], probs, labels, superpixels, audit_rng)
     pool = _pool(parts, representatives)
     chosen_audits = [audit_queries[index] for index in sorted(audit_queries)]
     corrections = _correction_queries(
@@ -175,8 +176,17 @@ def _correction_queries(
     return [made[int(entry)] for entry in chosen]
 
 
-def _audit_query(target: AuditTarget, probs: np.ndarray, labels: np.ndarray, superpixels: np.ndarray) -> Query:
-    """The audit of ``target``'s change, its class proposed: about its superpixel, or its pixels."""
+def _audit_query(
+    target: AuditTarget, probs: np.ndarray, labels: np.ndarray, superpixels: np.ndarray, rng: np.random.Generator
+) -> Query:
+    """The audit of ``target``'s change, its class proposed.
+
+    A change of a whole superpixel is asked about as its superpixel, at its representative
+    pixel, like a correction query. A change of scattered pixels is asked about at one of them
+    drawn at random: the pixels such a change touches are not alike (boundaries, small
+    objects), and its most typical pixel is the one most likely right, so only a random one
+    makes the audited share an unbiased estimate of the share of changed pixels that are right.
+    """
     record = target.record
     region = np.zeros(labels.shape, dtype=bool)
     flat = region.reshape(-1)
@@ -184,7 +194,9 @@ def _audit_query(target: AuditTarget, probs: np.ndarray, labels: np.ndarray, sup
         flat[start : start + length] = True
     if target.whole_superpixel:
         region |= superpixels == record.superpixel
-    row, col = region_representative(probs, region)
+        row, col = region_representative(probs, region)
+    else:
+        row, col = (int(v) for v in np.divmod(int(rng.choice(np.flatnonzero(flat))), labels.shape[1]))
     return Query(
         image=record.image,
         superpixel=record.superpixel,
