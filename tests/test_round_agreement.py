@@ -47,7 +47,7 @@ AUDITED = RoundSettings(
     device="cpu",
     seed=3,
     lcm=LCMConfig(tau=0.5, model_confidence=0.0, epochs=60),
-    plar=PLARConfig(min_precision=0.0),
+    plar=PLARConfig(threshold=0.9, require_model_agreement=False, min_precision=0.0, protect_unverified=False),
     audit=AuditConfig(share=0.25),
 )
 UNAUDITED = AUDITED.replace(audit=AuditConfig(share=0.0))
@@ -153,6 +153,12 @@ def test_the_simulation_and_the_backend_ask_correct_and_label_alike(tmp_path: Pa
     assert [comparable_query(record, names) for record in simulated_queries] == backend
     kinds = [record["kind"] for record in simulated_queries]
     assert kinds.count("audit") == settings.audits_per_round, "round 2 audits round 1's proposals"
+    for record in simulated_queries:
+        width = dataset.mask(record["image"]).shape[1]
+        pixel = record["row"] * width + record["col"]
+        assert any(start <= pixel < start + length for start, length in record["region"]), (
+            "the pixel shown is asked about"
+        )
 
     simulated_journal = [
         AutoCorrection.from_json(json.loads(line)) for line in (run / "auto_corrections.jsonl").read_text().splitlines()
@@ -165,7 +171,9 @@ def test_the_simulation_and_the_backend_ask_correct_and_label_alike(tmp_path: Pa
     assert set(notes) == {"1", "2"}
     if settings.audit.share > 0:
         assert simulated_journal == [], "nothing is written before audits trust it"
-        assert notes["1"]["lcm"]["held_back"] > 0 and notes["2"]["lcm"]["round_audits"] == 3
+        assert notes["1"]["lcm"]["held_back"] > 0 and notes["1"]["plar"]["held_back"] > 0
+        audited = [record["corrector"] for record in simulated_queries if record["kind"] == "audit"]
+        assert sorted(audited) == ["lcm", "lcm", "plar"], "3 audits shared evenly, the remainder to the first"
     else:
         assert {r.corrector for r in simulated_journal} == {"lcm", "plar"}, "both correctors wrote"
 
