@@ -385,9 +385,9 @@ def run_status(args: argparse.Namespace) -> int:
             precision = "n/a" if done["precision"] is None else f"{done['precision']:.2f}"
             trusted = ", ".join(done["trusted_classes"]) or "none yet"
             line = (
-                f"  {corrector}: {done['corrections']} corrections in force ({done['corrected_pixels']} px), "
-                f"{done['rejected']} rejected; {done['audited']} audited, {done['confirmed']} confirmed "
-                f"(precision {precision}); writes: {trusted}"
+                f"  {corrector}: {done['corrections']} corrections ({done['corrected_pixels']} px); "
+                f"{done['audited']} audited, {done['confirmed']} confirmed (precision {precision}); "
+                f"last wrote: {trusted}"
             )
             print(line + (f"; abstained: {done['abstained']}" if done["abstained"] else ""))
         for task, error in state["task_errors"].items():

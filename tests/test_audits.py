@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -17,13 +18,7 @@ from alc_backend.engine.audit import (
 )
 from alc_backend.engine.corrections import AutoCorrection
 from alc_backend.engine.metrics import wilson_lower_bound, wilson_upper_bound
-from alc_backend.rounds.audits import (
-    AuditLedger,
-    AuditTarget,
-    choose_audit_targets,
-    recent_answers,
-    rejected_corrections,
-)
+from alc_backend.rounds.audits import AuditLedger, Proposal, choose_audits
 from alc_backend.rounds.images import Answer, Query
 from alc_backend.rounds.settings import AuditConfig, RoundSettings
 
@@ -108,30 +103,28 @@ def correction(image: str, superpixel: int, new_class: int, pixels: int, correct
     return AutoCorrection(corrector, 1, image, superpixel, 0, new_class, 0.99, ((superpixel * 100, pixels, 0),))
 
 
-def audit(record: AutoCorrection, applied: bool) -> Query:
+def audit(record: AutoCorrection) -> Query:
     return Query(
         image=record.image,
         superpixel=record.superpixel,
         row=0,
         col=0,
         proposed=record.new_class,
-        label_before=record.new_class if applied else record.old_class,
+        label_before=record.old_class,
         region=tuple((start, length) for start, length, _ in record.runs),
         kind="audit",
         corrector=record.corrector,
-        applied=applied,
         audited_round=record.round,
     )
 
 
-def test_the_ledger_adds_up_audits_per_corrector_and_rejects_written_changes_found_wrong() -> None:
-    written = [correction("a", 1, 2, 10), correction("a", 2, 2, 10), correction("b", 1, 1, 10, "plar")]
-    held = correction("b", 3, 1, 10)
+def test_the_ledger_adds_up_audits_per_corrector_and_class() -> None:
+    proposed = [correction("a", 1, 2, 10), correction("a", 2, 2, 10), correction("b", 1, 1, 10, "plar")]
     answers = [
-        Answer(audit(written[0], True), 2, 2),  # confirmed
-        Answer(audit(written[1], True), 0, 2),  # wrong: rejected
-        Answer(audit(written[2], True), 1, 2),  # plar, confirmed
-        Answer(audit(held, False), 0, 2),  # held back and wrong: nothing to undo
+        Answer(audit(proposed[0]), 2, 2),  # confirmed
+        Answer(audit(proposed[1]), 0, 2),  # wrong
+        Answer(audit(proposed[2]), 1, 2),  # plar, confirmed
+        Answer(audit(correction("b", 3, 1, 10)), 0, 2),  # wrong
         Answer(Query("a", 7, 0, 0, 1, 1, ((700, 5),)), 3, 2),  # a correction query: not an audit
     ]
     ledger = AuditLedger.from_answers(answers, 4)
@@ -139,7 +132,6 @@ def test_the_ledger_adds_up_audits_per_corrector_and_rejects_written_changes_fou
     assert ledger.counts("lcm")[1].tolist() == [0, 0, 1, 0]
     assert ledger.counts("plar")[0].tolist() == [0, 1, 0, 0]
     assert ledger.counts("nobody")[0].tolist() == [0, 0, 0, 0]
-    assert rejected_corrections(answers, [*written, held]) == [written[1]]
     summary = ledger.summary("lcm", AuditConfig(), ["bg", "road", "car", "sign"])
     assert summary == {
         "audited": 3,
@@ -148,34 +140,34 @@ def test_the_ledger_adds_up_audits_per_corrector_and_rejects_written_changes_fou
         "trusted_classes": [],
         "refuted_classes": [],
     }
+    six_of_six = [Answer(audit(correction("c", s, 2, 10)), 2, 2) for s in range(6)]
+    assert AuditLedger.from_answers(six_of_six, 4).summary("lcm", AuditConfig(), "abcd")["trusted_classes"] == ["c"]
 
 
-def test_only_the_last_rounds_audits_decide() -> None:
-    record = correction("a", 1, 2, 10)
-    answers = [Answer(audit(record, False), 2, r) for r in (1, 2, 3, 4)]
-    assert [a.round for a in recent_answers(answers, 4, 2)] == [3, 4]
-    assert [a.round for a in recent_answers(answers, 3, 2)] == [2, 3]
-    assert [a.round for a in recent_answers(answers, 4, 0)] == [1, 2, 3, 4]
-    assert [a.round for a in recent_answers(answers, 4, 1)] == [4]
-
-
-def test_audit_targets_are_shared_between_correctors_one_per_superpixel_refuted_classes_left_out() -> None:
-    lcm = [AuditTarget(correction("a", s, 1, 50), True) for s in range(6)]
-    lcm.append(AuditTarget(correction("a", 9, 3, 10_000), False))  # class 3 refuted below
-    plar = [AuditTarget(correction("a", s, 2, 5, "plar"), False) for s in range(3)]  # same superpixels 0-2
-    refuting = [Answer(audit(correction("x", s, 3, 1), False), 0, 1) for s in range(3)]  # 0 of 3 confirmed
+def test_audits_are_shared_between_correctors_one_per_superpixel_refuted_classes_left_out() -> None:
+    lcm = [Proposal(correction("a", s, 1, 50), True) for s in range(6)]
+    lcm.append(Proposal(correction("a", 9, 3, 10_000), True))  # class 3 refuted below
+    plar = [Proposal(correction("a", s, 2, 5, "plar")) for s in range(3)]  # same superpixels 0-2
+    refuting = [Answer(audit(correction("x", s, 3, 1)), 0, 1) for s in range(3)]  # 0 of 3 confirmed
     ledger = AuditLedger.from_answers(refuting, 4)
     settings = RoundSettings(method="abc+lcm+plar", queries_per_round=20, audit=AuditConfig(share=0.3))
+    refuted = {name: ledger.refuted(name, settings.audit) for name in ("lcm", "plar")}
+    assert refuted["lcm"].tolist() == [False, False, False, True]
     assert settings.audits_per_round == 6
-    chosen = choose_audit_targets({"lcm": lcm, "plar": plar}, ledger, settings, round_index=1)
+    chosen = choose_audits({"lcm": lcm, "plar": plar}, refuted, settings, round_index=1)
     assert len(chosen) <= 6
-    assert all(target.record.new_class != 3 for target in chosen)
-    places = [(target.record.image, target.record.superpixel) for target in chosen]
+    assert all(proposal.record.new_class != 3 for proposal in chosen)
+    places = [(proposal.record.image, proposal.record.superpixel) for proposal in chosen]
     assert len(places) == len(set(places))
-    by_corrector = [target.record.corrector for target in chosen]
+    by_corrector = [proposal.record.corrector for proposal in chosen]
     assert by_corrector.count("lcm") == 3  # 6 shared evenly
     # the same draw again for the same seed and round
-    assert choose_audit_targets({"lcm": lcm, "plar": plar}, ledger, settings, round_index=1) == chosen
+    assert choose_audits({"lcm": lcm, "plar": plar}, refuted, settings, round_index=1) == chosen
+
+
+def test_a_proposal_round_trips_through_json() -> None:
+    proposal = Proposal(correction("a", 4, 2, 7), whole_superpixel=True)
+    assert Proposal.from_json(json.loads(json.dumps(proposal.to_json()))) == proposal
 
 
 def test_audit_settings_are_checked() -> None:

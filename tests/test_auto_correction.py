@@ -33,6 +33,7 @@ from alc_backend.engine.corrections import (
     corrected_pixels,
     record_changes,
     relabel_superpixels,
+    still_applies,
     undo_corrections,
 )
 from alc_backend.engine.lcm import (
@@ -632,6 +633,20 @@ def test_record_changes_majority_old_class_ties_to_the_lower_label() -> None:
     )
     assert record.old_class == 1
     assert record.runs == ((0, 1, 4), (1, 2, 1), (3, 1, 255))
+
+
+def test_a_change_still_applies_only_where_the_labels_it_was_decided_on_remain() -> None:
+    records = record_changes(BEFORE, AFTER, RECORD_SUPERPIXELS, CONFIDENCE, corrector="lcm", round_index=1, image="a")
+    nothing = np.zeros((2, 3), dtype=bool)
+    assert all(still_applies(record, BEFORE, nothing) for record in records)
+    # superpixel 0's change (flat 0, 1, 3; old 0, 0, 1): a pixel relabelled since, or answered, stops it
+    moved = BEFORE.copy()
+    moved[1, 0] = 2
+    assert [still_applies(record, moved, nothing) for record in records] == [False, True, True]
+    answered = nothing.copy()
+    answered[1, 2] = True  # flat 5: superpixel 1's change to 1
+    assert [still_applies(record, BEFORE, answered) for record in records] == [True, True, False]
+    assert [still_applies(record, AFTER, nothing) for record in records] == [False, False, False]  # written already
 
 
 def test_undo_restores_the_labels_exactly() -> None:

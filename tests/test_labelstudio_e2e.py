@@ -215,7 +215,7 @@ def test_round_two_audits_lcm_proposals_as_query_tasks_and_health_shows_what_the
     for query in audits:
         data = client.get_task(query.task)["data"]
         name = synthetic.classes[query.proposed]
-        assert data["kind"] == "audit" and query.corrector == "lcm" and not query.applied
+        assert data["kind"] == "audit" and query.corrector == "lcm" and query.audited_round == 1
         assert (
             data["question"]
             == f"This region was changed to {name}: is {name} right? Change the class only if it is wrong."

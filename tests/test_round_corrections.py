@@ -22,10 +22,10 @@ def test_correctors_without_enough_answers_abstain_and_say_why(tmp_path: Path) -
     settings = RoundSettings(method="abc+lcm+plar")
     unused = torch.nn.Identity()  # neither corrector gets as far as running a model
 
-    outcome = correct_round(images, unused, [], settings, 1, dataset.classes)
+    outcome = correct_round(images, unused, [], settings, 1, class_names=dataset.classes)
     assert outcome.notes["lcm"]["abstained"] == "fewer than two classes answered"
     assert outcome.notes["plar"]["abstained"] == "no answered pixels yet"
-    assert (outcome.written, outcome.held_back, outcome.rejected, outcome.audits) == ([], [], [], [])
+    assert (outcome.written, outcome.proposals, outcome.audits) == ([], [], [])
 
     # one answer of one class: LCM still has nothing to tell apart (PLAR now would run the model)
     name = dataset.train_names[0]
@@ -35,16 +35,13 @@ def test_correctors_without_enough_answers_abstain_and_say_why(tmp_path: Path) -
     query = Query(name, 0, row, col, 1, 1, flat_runs(region))
     images.answer([(query, 2)])
     lcm_only = settings.replace(method="abc+lcm")
-    outcome = correct_round(images, unused, [Answer(query, 2, 1)], lcm_only, 1, dataset.classes)
+    outcome = correct_round(images, unused, [Answer(query, 2, 1)], lcm_only, 1, class_names=dataset.classes)
     assert outcome.notes["lcm"] == {
         "answers": 1,
         "abstained": "fewer than two classes answered",
         "written": 0,
         "written_pixels": 0,
         "held_back": 0,
-        "rejected": 0,
-        "round_audits": 0,
-        "round_confirmed": 0,
         "audited": 0,
         "confirmed": 0,
         "audited_precision": None,

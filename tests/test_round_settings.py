@@ -46,7 +46,6 @@ VALUES = {
     "audit.share": ("0.3", 0.3),
     "audit.min_precision": ("0.8", 0.8),
     "audit.z": ("1.5", 1.5),
-    "audit.window": ("3", 3),
     "audit.refute_z": ("2.5", 2.5),
 }
 
@@ -103,7 +102,6 @@ def test_results_json_round_trips() -> None:
         "z": 1.5,
         "refute_z": 2.5,
         "refute_after": 3,
-        "window": 3,
     }
     assert RoundSettings.from_json(record) == settings
     assert RoundSettings.from_json({}) == RoundSettings()

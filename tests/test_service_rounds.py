@@ -122,10 +122,9 @@ def test_a_round_over_a_workspace_asks_the_top_superpixels_and_correctors_leave_
     assert again is not None and len(workspace.corrections()) == len(outcome.written) == len(again.written)
 
 
-def test_both_images_of_a_round_hold_the_same_labels_after_answers_corrections_and_a_rejection(tmp_path: Path) -> None:
+def test_both_images_of_a_round_hold_the_same_labels_after_answers_corrections_and_an_audit(tmp_path: Path) -> None:
     dataset = make_synthetic(tmp_path / "data", 3, 4, size=32, val_fraction=0.0, progress=False)
     workspace, tasks = workspace_of(dataset, tmp_path / "ws")
-    backend = WorkspaceImages(workspace, tasks, dataset.num_classes)
     LabelStore.from_pseudo_labels(tmp_path / "sim" / "labels", dataset, dataset.train_names)
     source = SuperpixelSource(dataset, tmp_path / "cache")
     simulated = SimulationImages(dataset, source, dataset.train_names, tmp_path / "sim")
@@ -142,39 +141,32 @@ def test_both_images_of_a_round_hold_the_same_labels_after_answers_corrections_a
     answer_in_workspace(workspace, records, {1: 1})
     simulated.answer([(replace(asked, image=name), 1)])
 
-    # LCM relabels the second and the third superpixel to 2 (decided on the same labels in both)
+    # LCM writes 2 over the third superpixel (decided on the same labels in both)
     labels = workspace.labels(task)
     assert np.array_equal(labels, simulated.labels(name))
-    changes = {second: (2, 0.99), third: (2, 0.99)}
-    lcm = relabel_superpixels(labels, superpixels, changes, corrector="lcm", round_index=1, image=str(task))
-    backend = WorkspaceImages(workspace, tasks, dataset.num_classes)
-    backend.apply_corrections(lcm)
+    lcm = relabel_superpixels(labels, superpixels, {third: (2, 0.99)}, corrector="lcm", round_index=1, image=str(task))
+    WorkspaceImages(workspace, tasks, dataset.num_classes).apply_corrections(lcm)
     simulated.apply_corrections([replace(r, image=name) for r in lcm])
     assert np.array_equal(workspace.labels(task), simulated.labels(name))
-    assert (workspace.labels(task)[superpixels == second] == 2).all()
+    assert (workspace.labels(task)[superpixels == third] == 2).all()
 
-    # round 2 audits the change of the second superpixel: the annotator says 3; it is rejected
-    audited = next(r for r in lcm if r.superpixel == second)
+    # round 2 audits a held-back proposal of 2 for the second superpixel: the annotator says 3
     audit_region = superpixels == second
     arow, acol = (int(v[0]) for v in np.nonzero(audit_region))
-    audit = Query(str(task), second, arow, acol, 2, 2, flat_runs(audit_region), 0.0, "audit", "lcm", True, 1)
+    audit = Query(str(task), second, arow, acol, 2, 0, flat_runs(audit_region), 0.0, "audit", "lcm", 1)
     records[2] = QueryRecord.of(2, audit, 2, 0)
     record_queries(workspace, {2: records[2]})
     answer_in_workspace(workspace, records, {2: 3})
     simulated.answer([(replace(audit, image=name), 3)])
-    backend = WorkspaceImages(workspace, tasks, dataset.num_classes)
-    backend.reject_corrections([audited], 2)
-    simulated.reject_corrections([replace(audited, image=name)], 2)
 
+    backend = WorkspaceImages(workspace, tasks, dataset.num_classes)
     final = workspace.labels(task)
     assert np.array_equal(final, simulated.labels(name))
-    assert (final[audit_region] == 3).all(), "the audit's answer stands over the rejected change"
-    assert (final[superpixels == third] == 2).all(), "the other change stays"
-    assert (final[superpixels == first] == 1).all()
-    assert [r.rejected_round for r in workspace.corrections()] == [r.rejected_round for r in simulated.journal()]
-    assert sorted(r.superpixel for r in backend.corrections()) == [third]
+    assert (final[audit_region] == 3).all(), "the audit's answer labels its region"
+    assert (final[superpixels == third] == 2).all() and (final[superpixels == first] == 1).all()
+    assert workspace.corrections() == [replace(r, image=str(task)) for r in simulated.journal()] == lcm
     assert backend.asked(str(task)) == simulated.asked(name) == {first, second}
-    for mine, theirs in ((backend.verified(str(task)), simulated.verified(name)),):
-        np.testing.assert_array_equal(mine.mask, theirs.mask)
-        np.testing.assert_array_equal(mine.before[mine.mask], theirs.before[theirs.mask])
-    assert (backend.verified(str(task)).before[audit_region] == 2).all(), "the label the audit was asked about"
+    mine, theirs = backend.verified(str(task)), simulated.verified(name)
+    np.testing.assert_array_equal(mine.mask, theirs.mask)
+    np.testing.assert_array_equal(mine.before[mine.mask], theirs.before[theirs.mask])
+    assert (mine.before[audit_region] == labels[audit_region]).all(), "the labels the audit was asked about"

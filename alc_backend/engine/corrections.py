@@ -27,8 +27,6 @@ class AutoCorrection:
         new_class: the label written.
         confidence: the corrector's confidence in ``new_class``, in ``[0, 1]``.
         runs: ``(flat start, length, old label)`` of the changed pixels, raster order.
-        rejected_round: the round whose audit found the change wrong and undid it; None while
-            it is in force.
     """
 
     corrector: str
@@ -39,7 +37,6 @@ class AutoCorrection:
     new_class: int
     confidence: float
     runs: tuple[tuple[int, int, int], ...]
-    rejected_round: int | None = None
 
     @property
     def pixels(self) -> int:
@@ -58,7 +55,6 @@ class AutoCorrection:
             "confidence": self.confidence,
             "pixels": self.pixels,
             "runs": [list(run) for run in self.runs],
-            "rejected_round": self.rejected_round,
         }
 
     @classmethod
@@ -73,17 +69,6 @@ class AutoCorrection:
             new_class=int(record["new_class"]),
             confidence=float(record["confidence"]),
             runs=tuple((int(s), int(n), int(v)) for s, n, v in record["runs"]),
-            rejected_round=None if record.get("rejected_round") is None else int(record["rejected_round"]),
-        )
-
-    def same_change(self, other: AutoCorrection) -> bool:
-        """Whether ``other`` records the same change (corrector, round, image, superpixel and class)."""
-        return (self.corrector, self.round, self.image, self.superpixel, self.new_class) == (
-            other.corrector,
-            other.round,
-            other.image,
-            other.superpixel,
-            other.new_class,
         )
 
 
@@ -177,6 +162,16 @@ def relabel_superpixels(
     return record_changes(
         labels, after, superpixels, confidence, corrector=corrector, round_index=round_index, image=image
     )
+
+
+def still_applies(record: AutoCorrection, labels: np.ndarray, protected: np.ndarray) -> bool:
+    """Whether ``record`` can still be written over ``(H, W)`` ``labels``: each of its pixels holds
+    the old label it was decided on, and none is in the ``(H, W)`` bool ``protected`` mask."""
+    flat_labels, flat_protected = labels.reshape(-1), protected.reshape(-1)
+    for start, length, old in record.runs:
+        if flat_protected[start : start + length].any() or (flat_labels[start : start + length] != old).any():
+            return False
+    return True
 
 
 def apply_corrections(labels: np.ndarray, corrections: Sequence[AutoCorrection]) -> np.ndarray:

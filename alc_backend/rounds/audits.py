@@ -1,11 +1,12 @@
-"""Audits in the round: what they showed so far, which changes they undo, and which to ask about next.
+"""Audits in the round: what the audits of a round's proposals showed, and which proposals to audit.
 
-Every answer to an audit is evidence about one corrector and one class: the change to ``Y``
-was confirmed (the answer is ``Y``) or not. :class:`AuditLedger` adds them up over all rounds
-so far; a corrector writes only the classes it trusts (:mod:`alc_backend.engine.audit`). An
-audit that finds a written change wrong rejects it (:func:`rejected_corrections`), and the
-images undo it through the journal. At the end of a round, :func:`choose_audit_targets` draws
-the next round's audits from the changes the correctors made or held back in it.
+A corrector's proposals of round ``r`` are held back. Round ``r + 1`` asks about a sample of
+them (:func:`choose_audits`); at its end, each answered audit is evidence about one corrector
+and one class: the change to ``Y`` was confirmed (the answer is ``Y``) or not.
+:class:`AuditLedger` adds them up, and the proposals of round ``r`` whose class the audits
+trust are written then, while the others are dropped (:mod:`alc_backend.rounds.corrections`).
+The sample and what is written are the same population, so the audited share estimates the
+precision of exactly what is written.
 """
 
 from __future__ import annotations
@@ -23,30 +24,25 @@ from alc_backend.rounds.settings import AuditConfig, RoundSettings
 
 
 @dataclass(frozen=True)
-class AuditTarget:
-    """A change to audit: the correction ``record``, whether it was written (``applied``) or held
-    back, and whether the audit asks about the whole superpixel (``whole_superpixel``: the change
-    relabels superpixels, as LCM's do) or only about the pixels it changed (PLAR's)."""
+class Proposal:
+    """A change a corrector proposed and holds back until its audits: the correction ``record``,
+    and whether it relabels a whole superpixel (``whole_superpixel``, as LCM's do: an audit then
+    asks about the superpixel) or scattered pixels (PLAR's: an audit asks about those pixels)."""
 
     record: AutoCorrection
-    applied: bool
     whole_superpixel: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"record": self.record.to_json(), "applied": self.applied, "whole_superpixel": self.whole_superpixel}
+        return {"record": self.record.to_json(), "whole_superpixel": self.whole_superpixel}
 
     @classmethod
-    def from_json(cls, record: dict[str, Any]) -> AuditTarget:
-        return cls(
-            AutoCorrection.from_json(record["record"]),
-            bool(record["applied"]),
-            bool(record.get("whole_superpixel", False)),
-        )
+    def from_json(cls, record: dict[str, Any]) -> Proposal:
+        return cls(AutoCorrection.from_json(record["record"]), bool(record.get("whole_superpixel", False)))
 
 
 @dataclass(frozen=True)
 class AuditLedger:
-    """Audits answered so far, per corrector: ``audited[corrector]`` and ``confirmed[corrector]``, each ``(C,)``."""
+    """Answered audits per corrector: ``audited[corrector]`` and ``confirmed[corrector]``, each ``(C,)``."""
 
     num_classes: int
     audited: dict[str, np.ndarray]
@@ -74,11 +70,11 @@ class AuditLedger:
         return self.audited.get(corrector, zeros), self.confirmed.get(corrector, zeros)
 
     def trusted(self, corrector: str, config: AuditConfig) -> np.ndarray:
-        """``(C,)`` bool: the classes ``corrector`` may write."""
+        """``(C,)`` bool: the classes whose audited proposals by ``corrector`` may be written."""
         return trusted_classes(*self.counts(corrector), config.min_precision, config.z)
 
     def refuted(self, corrector: str, config: AuditConfig) -> np.ndarray:
-        """``(C,)`` bool: the classes whose changes by ``corrector`` are neither written nor audited any more."""
+        """``(C,)`` bool: the classes whose next proposals by ``corrector`` are not even audited."""
         return refuted_classes(*self.counts(corrector), config.min_precision, config.refute_z, config.refute_after)
 
     def summary(self, corrector: str, config: AuditConfig, class_names: Sequence[str]) -> dict[str, Any]:
@@ -94,68 +90,48 @@ class AuditLedger:
         }
 
 
-def recent_answers(answers: Sequence[Answer], round_index: int, window: int) -> list[Answer]:
-    """The answers of the last ``window`` rounds up to ``round_index`` (all of them for ``window = 0``)."""
-    return [answer for answer in answers if window == 0 or round_index - window < answer.round <= round_index]
+def choose_audits(
+    proposals: Mapping[str, Sequence[Proposal]],
+    refuted: Mapping[str, np.ndarray],
+    settings: RoundSettings,
+    round_index: int,
+) -> list[Proposal]:
+    """Draw the next round's audits from the proposals each corrector made this round.
 
-
-def rejected_corrections(answers: Sequence[Answer], corrections: Sequence[AutoCorrection]) -> list[AutoCorrection]:
-    """The written changes that audits among ``answers`` found wrong (answer other than the class written).
-
-    An audit names its change by corrector, round, image, superpixel and class; a change that
-    is no longer in force (already rejected) is not returned twice.
-    """
-    wrong = {
-        (q.corrector, q.audited_round, q.image, q.superpixel, q.proposed)
-        for answer in answers
-        if (q := answer.query).kind == "audit" and q.applied and answer.answer != q.proposed
-    }
-    return [
-        record
-        for record in corrections
-        if (record.corrector, record.round, record.image, record.superpixel, record.new_class) in wrong
-    ]
-
-
-def choose_audit_targets(
-    changes: Mapping[str, Sequence[AuditTarget]], ledger: AuditLedger, settings: RoundSettings, round_index: int
-) -> list[AuditTarget]:
-    """Draw the next round's audits from the changes each corrector made or held back this round.
-
-    Changes to a refuted class are left out. The audits (``settings.audits_per_round`` at
-    most) are shared evenly among the correctors with changes; within a corrector, a change is
-    drawn with probability proportional to its pixels, so that the audited share that is right
-    estimates the share of its changed pixels that are right. At most one audit per superpixel.
+    Proposals to a class in ``refuted[corrector]`` are left out. The audits
+    (``settings.audits_per_round`` at most) are shared evenly among the correctors with
+    proposals; within a corrector, a proposal is drawn with probability proportional to its
+    pixels, so that the audited share that is right estimates the share of its changed pixels
+    that are right. At most one audit per superpixel.
 
     Args:
-        changes: corrector name -> this round's changes, written and held back.
-        ledger: the audits so far (including this round's).
-        settings: the budget, audit share and seed.
-        round_index: this round (seeds the draw).
+        proposals: corrector name -> this round's proposals.
+        refuted: corrector name -> ``(C,)`` bool, classes not to audit.
+        settings: the budget, the audit share and the seed.
+        round_index: the round that ends (seeds the draw).
 
     Returns:
-        The targets, by corrector in ``changes``' order, each corrector's in the order drawn.
+        The proposals to audit, by corrector in ``proposals``' order, each corrector's in the order drawn.
     """
     rng = np.random.default_rng([settings.seed, round_index, 1])
-    refuted = {corrector: ledger.refuted(corrector, settings.audit) for corrector in changes}
     candidates = {
-        corrector: [t for t in targets if not refuted[corrector][t.record.new_class]]
-        for corrector, targets in changes.items()
+        corrector: [p for p in items if not refuted[corrector][p.record.new_class]]
+        for corrector, items in proposals.items()
     }
-    shares = split_evenly(settings.audits_per_round, [len(targets) for targets in candidates.values()])
-    chosen: list[AuditTarget] = []
+    shares = split_evenly(settings.audits_per_round, [len(items) for items in candidates.values()])
+    chosen: list[Proposal] = []
     taken: set[tuple[str, int]] = set()
-    for (_, targets), share in zip(candidates.items(), shares, strict=True):
-        order = sample_by_weight(np.array([t.record.pixels for t in targets], dtype=np.float64), len(targets), rng)
+    for items, share in zip(candidates.values(), shares, strict=True):
+        order = sample_by_weight(np.array([p.record.pixels for p in items], dtype=np.float64), len(items), rng)
         picked = 0
         for index in order:
             if picked == share:
                 break
-            target = targets[int(index)]
-            place = (target.record.image, target.record.superpixel)
+            proposal = items[int(index)]
+            place = (proposal.record.image, proposal.record.superpixel)
             if place in taken:
                 continue
             taken.add(place)
-            chosen.append(target)
+            chosen.append(proposal)
             picked += 1
     return chosen

@@ -35,9 +35,8 @@ class Query:
         region: ``(flat start, length)`` runs of the pixels the answer labels, raster order.
         score: the acquisition score (audits: 0).
         kind: ``"correction"`` or ``"audit"``.
-        corrector: for an audit, the corrector whose change it checks.
-        applied: for an audit, whether that change was written (True) or held back (False).
-        audited_round: for an audit, the round whose change it checks.
+        corrector: for an audit, the corrector whose proposal it checks.
+        audited_round: for an audit, the round of the proposal it checks.
     """
 
     image: str
@@ -50,7 +49,6 @@ class Query:
     score: float = 0.0
     kind: QueryKind = "correction"
     corrector: str | None = None
-    applied: bool = False
     audited_round: int | None = None
 
     def region_mask(self, shape: tuple[int, int]) -> np.ndarray:
@@ -74,7 +72,7 @@ class Query:
             "kind": self.kind,
         }
         if self.kind == "audit":
-            record.update(corrector=self.corrector, applied=self.applied, audited_round=self.audited_round)
+            record.update(corrector=self.corrector, audited_round=self.audited_round)
         return record
 
     @classmethod
@@ -91,7 +89,6 @@ class Query:
             score=float(record.get("score", 0.0)),
             kind=record.get("kind", "correction"),
             corrector=record.get("corrector"),
-            applied=bool(record.get("applied", False)),
             audited_round=record.get("audited_round"),
         )
 
@@ -151,16 +148,8 @@ class RoundImages(Protocol):
         """The pixels answers labelled, with their labels from before."""
         ...
 
-    def corrections(self) -> list[AutoCorrection]:
-        """The automatic corrections in force (not rejected), in the order they were made."""
-        ...
-
     def apply_corrections(self, records: Sequence[AutoCorrection]) -> None:
         """Write ``records`` (decided on the current labels) to the labels and the journal."""
-        ...
-
-    def reject_corrections(self, records: Sequence[AutoCorrection], round_index: int) -> None:
-        """Undo ``records`` (an audit found them wrong in round ``round_index``) through the journal."""
         ...
 
 

@@ -20,7 +20,7 @@ from alc_backend.engine.acquisition import abc_class_weights, label_confidence, 
 from alc_backend.engine.audit import interleaved_ranks
 from alc_backend.engine.expansion import expansion_region
 from alc_backend.engine.pool import dominant_classes, region_representative, representative_pixels
-from alc_backend.rounds.audits import AuditTarget
+from alc_backend.rounds.audits import Proposal
 from alc_backend.rounds.images import Query, RoundImages, flat_runs
 from alc_backend.rounds.settings import RoundSettings
 from alc_backend.rounds.training import probabilities
@@ -63,7 +63,7 @@ def choose_queries(
     model: torch.nn.Module,
     settings: RoundSettings,
     round_index: int,
-    audits: Sequence[AuditTarget] = (),
+    audits: Sequence[Proposal] = (),
 ) -> QueryChoice:
     """Score the open superpixels with ``model`` and choose round ``round_index``'s queries.
 
@@ -72,7 +72,7 @@ def choose_queries(
         model: the model trained after the previous round.
         settings: the method, budget and acquisition parameters.
         round_index: the round, ``>= 1`` (seeds the ``random`` acquisition).
-        audits: the changes to audit in this round; their superpixels are not asked about twice.
+        audits: the proposals to audit in this round; their superpixels are not asked about twice.
 
     Returns:
         The :class:`QueryChoice`; ``queries`` holds at most ``settings.queries_per_round``.
@@ -177,7 +177,7 @@ def _correction_queries(
 
 
 def _audit_query(
-    target: AuditTarget, probs: np.ndarray, labels: np.ndarray, superpixels: np.ndarray, rng: np.random.Generator
+    target: Proposal, probs: np.ndarray, labels: np.ndarray, superpixels: np.ndarray, rng: np.random.Generator
 ) -> Query:
     """The audit of ``target``'s change, its class proposed.
 
@@ -207,7 +207,6 @@ def _audit_query(
         region=flat_runs(region),
         kind="audit",
         corrector=record.corrector,
-        applied=target.applied,
         audited_round=record.round,
     )
 

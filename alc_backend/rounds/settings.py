@@ -48,13 +48,11 @@ class AuditConfig:
     times in ten from being refuted by an early wrong one: it happens about 3 % of the time
     after three audits, where refuting on a single wrong audit would happen 10 % of the time.
 
-    Both decisions count the audits answered in the last ``window`` rounds only (0: all so
-    far). A corrector is a different one each round (a new model, new answers to learn from,
-    fewer and harder errors left), so old audits describe a corrector that no longer exists:
-    on the synthetic benchmark, pooling every round kept LCM trusted while its precision fell
-    from 0.97 to 0.61. Two rounds hold about twice ``share`` of a round's queries. A refuted
-    class is not audited, so its refutation lapses once its audits leave the window, and it
-    is tried again.
+    Both decisions count the audits of one round's proposals only, and apply to those
+    proposals: a corrector is a different one each round (a new model, new answers to learn
+    from, fewer and harder errors left), so audits of earlier rounds describe a corrector that
+    no longer exists. A refuted class's next proposals are not audited, so they cannot be
+    written either; the round after, its proposals are audited again.
     """
 
     share: float = 0.2
@@ -62,7 +60,6 @@ class AuditConfig:
     z: float = 1.0
     refute_z: float = 2.0
     refute_after: int = 3
-    window: int = 2
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.share <= 1.0:
@@ -73,8 +70,6 @@ class AuditConfig:
             raise ValueError(f"z and refute_z must be >= 0, got {self.z} and {self.refute_z}")
         if self.refute_after < 1:
             raise ValueError(f"refute_after must be >= 1, got {self.refute_after}")
-        if self.window < 0:
-            raise ValueError(f"window must be >= 0, got {self.window}")
 
 
 @dataclass(frozen=True)
@@ -280,7 +275,6 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "audited precision a class needs (lower bound)",
     ),
     SettingSpec("audit.z", "ALC_AUDIT_Z", "--audit-z", "float", "standard deviations of the bound that trusts"),
-    SettingSpec("audit.window", "ALC_AUDIT_WINDOW", "--audit-window", "int", "rounds of audits that decide, 0 = all"),
     SettingSpec(
         "audit.refute_z",
         "ALC_AUDIT_REFUTE_Z",

@@ -11,7 +11,6 @@ rejecting a correction, like an arriving answer, recomposes the labels it touche
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -84,25 +83,11 @@ class WorkspaceImages:
             for record, answer in pairs
         ]
 
-    def corrections(self) -> list[AutoCorrection]:
-        return [record for record in self.workspace.corrections() if record.rejected_round is None]
-
     def apply_corrections(self, records: Sequence[AutoCorrection]) -> None:
         if not records:
             return
         with self.workspace.lock:
             self.workspace.save_corrections(self.workspace.corrections() + list(records))
-        compose_tasks(self.workspace, {int(record.image) for record in records})
-
-    def reject_corrections(self, records: Sequence[AutoCorrection], round_index: int) -> None:
-        with self.workspace.lock:
-            journal = [
-                dataclasses.replace(record, rejected_round=round_index)
-                if record.rejected_round is None and any(record.same_change(r) for r in records)
-                else record
-                for record in self.workspace.corrections()
-            ]
-            self.workspace.save_corrections(journal)
         compose_tasks(self.workspace, {int(record.image) for record in records})
 
     def record_before(self, queries: Iterable[Query]) -> None:
@@ -122,19 +107,13 @@ class WorkspaceImages:
 def reset_round_corrections(workspace: Workspace, round_index: int) -> set[int]:
     """Take back what an interrupted end of round ``round_index`` wrote to the journal; returns the tasks touched.
 
-    The corrections it made are dropped and the rejections it recorded are lifted, so that
-    ending the round again decides on the same labels as the first time.
+    Ending the round again then decides on the same labels as the first time.
     """
     with workspace.lock:
         journal = workspace.corrections()
-        kept = [
-            dataclasses.replace(record, rejected_round=None) if record.rejected_round == round_index else record
-            for record in journal
-            if record.round != round_index
-        ]
-        touched = {int(record.image) for record in journal if record not in kept}
+        touched = {int(record.image) for record in journal if record.round == round_index}
         if touched:
-            workspace.save_corrections(kept)
+            workspace.save_corrections([record for record in journal if record.round != round_index])
     return touched
 
 
@@ -149,8 +128,7 @@ def compose_tasks(workspace: Workspace, tasks: Iterable[int]) -> None:
     answered = answered_queries(workspace.answers(), workspace.queries())
     corrections: dict[str, list[AutoCorrection]] = {}
     for record in workspace.corrections():
-        if record.rejected_round is None:
-            corrections.setdefault(record.image, []).append(record)
+        corrections.setdefault(record.image, []).append(record)
     for task in tasks:
         superpixels = workspace.superpixels(task)
         regions = [
@@ -211,7 +189,7 @@ def choose_round_queries(
 ) -> QueryChoice:
     """Round ``round_index``'s queries, with the audits the last round chose; keeps each task's image score."""
     images = WorkspaceImages(workspace, usable, len(workspace.state().class_names))
-    choice = choose_queries(images, model, settings, round_index, workspace.pending_audits(round_index))
+    choice = choose_queries(images, model, settings, round_index, workspace.proposals(round_index)[1])
     records = workspace.tasks()
     for key, score in choice.image_scores.items():
         records[int(key)].score = score
@@ -234,9 +212,9 @@ def end_round(
 ) -> RoundCorrections | None:
     """End round ``round_index`` with the answers in the workspace: the round core's :func:`correct_round`.
 
-    A retried end of round first takes back what an interrupted one wrote. The next round's
-    audits and the correctors' notes are kept in the workspace. None (labels recomposed, no
-    corrector run) when no model has been trained yet.
+    A retried end of round first takes back what an interrupted one wrote. The correctors' new
+    proposals, the next round's audits of them and the correctors' notes are kept in the
+    workspace. None (labels recomposed, no corrector run) when no model has been trained yet.
     """
     model = load_workspace_model(workspace, settings)
     if model is None:
@@ -246,8 +224,9 @@ def end_round(
     compose_tasks(workspace, set(usable) | touched)
     state = workspace.state()
     images = WorkspaceImages(workspace, usable, len(state.class_names))
-    outcome = correct_round(images, model, images.answers(), settings, round_index, state.class_names)
-    workspace.save_pending_audits(round_index + 1, outcome.audits)
+    pending, _ = workspace.proposals(round_index)
+    outcome = correct_round(images, model, images.answers(), settings, round_index, pending, state.class_names)
+    workspace.save_proposals(round_index + 1, outcome.proposals, outcome.audits)
     workspace.save_round_notes(round_index, outcome.notes)
     return outcome
 
@@ -271,11 +250,11 @@ def load_workspace_model(workspace: Workspace, settings: RoundSettings) -> torch
 
 
 def corrector_status(workspace: Workspace, correctors: Sequence[str]) -> dict[str, dict[str, object]]:
-    """Per corrector of the method: its corrections in force and rejected, and what its audits showed.
+    """Per corrector of the method: its corrections and what its audits showed.
 
-    ``corrections``/``corrected_pixels`` count the changes in force, ``rejected`` those an audit
-    undid; ``audited``/``confirmed``/``precision`` add up every answered audit so far; the last
-    ended round's notes give the ``trusted_classes`` and, if it abstained, why (``abstained``).
+    ``corrections``/``corrected_pixels`` count the changes written; ``audited``/``confirmed``/
+    ``precision`` add up every answered audit so far; the last ended round's notes give the
+    classes it wrote then (``trusted_classes``) and, if it abstained, why (``abstained``).
     """
     journal = workspace.corrections()
     queries = workspace.queries()
@@ -288,14 +267,13 @@ def corrector_status(workspace: Workspace, correctors: Sequence[str]) -> dict[st
     last = notes[max(notes, key=int)] if notes else {}
     status: dict[str, dict[str, object]] = {}
     for corrector in correctors:
-        in_force = [r for r in journal if r.corrector == corrector and r.rejected_round is None]
+        mine = [r for r in journal if r.corrector == corrector]
         answered = [(query, answer) for query, answer in audits if query.corrector == corrector]
         confirmed = sum(answer == query.proposed for query, answer in answered)
         last_notes = last.get(corrector, {})
         status[corrector] = {
-            "corrections": len(in_force),
-            "corrected_pixels": sum(r.pixels for r in in_force),
-            "rejected": sum(r.corrector == corrector and r.rejected_round is not None for r in journal),
+            "corrections": len(mine),
+            "corrected_pixels": sum(r.pixels for r in mine),
             "audited": len(answered),
             "confirmed": confirmed,
             "precision": confirmed / len(answered) if answered else None,

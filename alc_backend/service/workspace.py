@@ -7,7 +7,7 @@ Studio's database holds the human answers. Layout of ``MODEL_DIR/project-<id>/``
     tasks.json                image task id -> TaskRecord (name, image URL, size, errors, score)
     queries.json              query task id -> QueryRecord (image task, superpixel, pixel, region, round)
     answers.json              annotation id -> AnswerRecord (query task, class, updated_at)
-    audits.json               the changes the next round audits (chosen when a round ends)
+    proposals.json            the correctors' proposals held back for the next round, and its audits
     rounds.json               what each round's correctors did (notes for /health and status)
     images/<task>.png         the downloaded image, RGB
     superpixels/<task>.png    (H, W) superpixel ids, 16-bit
@@ -16,7 +16,7 @@ Studio's database holds the human answers. Layout of ``MODEL_DIR/project-<id>/``
     manual/<task>.png         (H, W) a mask an annotator drew on the image task itself
     labels/<task>.png         (H, W) current labels = pseudo + auto-corrections + answers
     before/<task>.png         (H, W) each queried pixel's label when its query was made
-    auto_corrections.jsonl    every automatic correction, in order, rejected ones marked
+    auto_corrections.jsonl    every automatic correction, in the order written
     model.safetensors         the latest trained model
 
 ``MODEL_DIR/links.json`` maps query project ids to their image project. Every file is
@@ -38,7 +38,7 @@ from PIL import Image
 from alc_backend.atomic import write_atomically, write_text_atomically
 from alc_backend.data.dataset import read_label_png, read_superpixel_png, write_label_png, write_superpixel_png
 from alc_backend.engine.corrections import AutoCorrection
-from alc_backend.rounds.audits import AuditTarget
+from alc_backend.rounds.audits import Proposal
 from alc_backend.rounds.images import Query, flat_runs
 
 
@@ -90,8 +90,8 @@ class QueryRecord:
     pre-selected; ``label_before`` the region's majority label when asked; ``rank`` its place
     in the round (0 = asked first). ``region`` holds the ``(flat start, length)`` runs of the
     pixels an answer labels (None, in workspaces of earlier versions: the whole superpixel).
-    ``kind`` is ``"correction"`` or ``"audit"``; an audit names the ``corrector``, the
-    ``audited_round`` of the change it checks and whether that change was ``applied``.
+    ``kind`` is ``"correction"`` or ``"audit"``; an audit names the ``corrector`` and the
+    ``audited_round`` of the proposal it checks.
     """
 
     task: int
@@ -107,7 +107,6 @@ class QueryRecord:
     region: list[list[int]] | None = None
     score: float = 0.0
     corrector: str | None = None
-    applied: bool = False
     audited_round: int | None = None
 
     @classmethod
@@ -127,7 +126,6 @@ class QueryRecord:
             region=[list(run) for run in query.region],
             score=query.score,
             corrector=query.corrector,
-            applied=query.applied,
             audited_round=query.audited_round,
         )
 
@@ -149,7 +147,6 @@ class QueryRecord:
             score=self.score,
             kind="audit" if self.kind == "audit" else "correction",
             corrector=self.corrector,
-            applied=self.applied,
             audited_round=self.audited_round,
         )
 
@@ -221,15 +218,24 @@ class Workspace:
         text = "".join(json.dumps(record.to_json()) + "\n" for record in corrections)
         write_text_atomically(self.root / "auto_corrections.jsonl", text)
 
-    def pending_audits(self, round_index: int) -> list[AuditTarget]:
-        """The changes round ``round_index`` audits, as chosen when the round before it ended."""
-        raw = _read_json(self.root / "audits.json", {})
+    def proposals(self, round_index: int) -> tuple[list[Proposal], list[Proposal]]:
+        """``(held back, to audit)``: the proposals that round ``round_index`` audits and may write,
+        and the ones it asks about, as the round before it left them (empty for another round)."""
+        raw = _read_json(self.root / "proposals.json", {})
         if raw.get("round") != round_index:
-            return []
-        return [AuditTarget.from_json(item) for item in raw.get("targets", [])]
+            return [], []
+        held = [Proposal.from_json(item) for item in raw.get("held_back", [])]
+        return held, [Proposal.from_json(item) for item in raw.get("audits", [])]
 
-    def save_pending_audits(self, round_index: int, targets: list[AuditTarget]) -> None:
-        _write_json(self.root / "audits.json", {"round": round_index, "targets": [t.to_json() for t in targets]})
+    def save_proposals(self, round_index: int, held_back: list[Proposal], audits: list[Proposal]) -> None:
+        _write_json(
+            self.root / "proposals.json",
+            {
+                "round": round_index,
+                "held_back": [p.to_json() for p in held_back],
+                "audits": [p.to_json() for p in audits],
+            },
+        )
 
     def round_notes(self) -> dict[str, dict[str, Any]]:
         """Round number (as text) -> corrector -> what it did at the end of that round."""

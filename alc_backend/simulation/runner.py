@@ -35,7 +35,7 @@ from alc_backend.engine.corrections import AutoCorrection
 from alc_backend.engine.metrics import QueryQuality, confusion_matrix, correction_query_bits, mean_iou
 from alc_backend.engine.oracle import ORACLE_MODES, answers_would_change, faithful_answer, reference_answer
 from alc_backend.engine.superpixels import SUPERPIXEL_ALGORITHMS
-from alc_backend.rounds.audits import AuditTarget
+from alc_backend.rounds.audits import Proposal
 from alc_backend.rounds.corrections import RoundCorrections, correct_round
 from alc_backend.rounds.images import Answer, Query
 from alc_backend.rounds.methods import parse_method
@@ -170,7 +170,8 @@ class Simulation:
         shutil.copytree(pseudo_folder / "labels", folder / "labels")
         images = SimulationImages(self.dataset, self.superpixels, self.names, folder)
         answers: list[Answer] = []
-        audits: list[AuditTarget] = []
+        pending: list[Proposal] = []
+        audits: list[Proposal] = []
         clicks, bits = 0, 0.0
         for round_index in range(1, self.config.rounds + 1):
             bar.set_postfix_str(f"seed {settings.seed}: {settings.method} round {round_index}")
@@ -193,8 +194,8 @@ class Simulation:
             # an unlabelled representative answered from an expansion region smaller than its
             # superpixel may differ from the pool's view of it: never let the count exceed the pool's
             quality = QueryQuality.from_counts(corrected, num_corrections, max(wrong_in_pool, corrected))
-            outcome = correct_round(images, model, answers, settings, round_index, self.dataset.classes)
-            audits = outcome.audits
+            outcome = correct_round(images, model, answers, settings, round_index, pending, self.dataset.classes)
+            pending, audits = outcome.proposals, outcome.audits
             model = train_round_model(images, settings)
             config = model_config(settings, self.dataset.num_classes)
             save_checkpoint(folder / "model.safetensors", model, config, {"round": str(round_index)})
@@ -253,7 +254,7 @@ class Simulation:
         auto: dict[str, dict[str, Any]] = {}
         for corrector, notes in outcome.notes.items():
             written = self._score([r for r in outcome.written if r.corrector == corrector])
-            held_back = self._score([r for r in outcome.held_back if r.corrector == corrector])
+            held_back = self._score([p.record for p in outcome.proposals if p.record.corrector == corrector])
             for name in ("pixels", "superpixels", "right_pixels", "scored_pixels"):
                 setattr(total, name, getattr(total, name) + getattr(written, name))
             auto[corrector] = {

@@ -7,7 +7,6 @@ implementation of the round core's :class:`~alc_backend.rounds.images.RoundImage
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,7 +22,7 @@ from alc_backend.data.dataset import (
     write_label_png,
     write_superpixel_png,
 )
-from alc_backend.engine.corrections import AutoCorrection, apply_corrections, undo_corrections
+from alc_backend.engine.corrections import AutoCorrection, apply_corrections
 from alc_backend.engine.superpixels import SuperpixelAlgorithm, compute_superpixels
 from alc_backend.rounds.images import Query, VerifiedPixels
 
@@ -126,31 +125,14 @@ class SimulationImages:
             return VerifiedPixels.none(self.superpixels(key).shape)
         return VerifiedPixels(read_label_png(path) > 0, read_label_png(self.folder / "before" / f"{key}.png"))
 
-    def corrections(self) -> list[AutoCorrection]:
-        return [record for record in self._journal if record.rejected_round is None]
-
     def journal(self) -> list[AutoCorrection]:
-        """Every automatic correction of the run, rejected ones included, in order."""
+        """Every automatic correction of the run, in the order written."""
         return list(self._journal)
 
     def apply_corrections(self, records: Sequence[AutoCorrection]) -> None:
         for key, image_records in _by_image(records).items():
             self.store.write(key, apply_corrections(self.store.read(key), image_records))
         self._journal += records
-        self._write_journal()
-
-    def reject_corrections(self, records: Sequence[AutoCorrection], round_index: int) -> None:
-        """Mark ``records`` rejected and undo them on every pixel no answer has labelled since."""
-        for key, image_records in _by_image(records).items():
-            labels = self.store.read(key)
-            undone = undo_corrections(labels, image_records)
-            self.store.write(key, np.where(self.verified(key).mask, labels, undone).astype(np.uint8))
-        self._journal = [
-            dataclasses.replace(record, rejected_round=round_index)
-            if any(record.same_change(rejected) for rejected in records)
-            else record
-            for record in self._journal
-        ]
         self._write_journal()
 
     def answer(self, queries: Sequence[tuple[Query, int | None]]) -> None:
