@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from workspace_harness import FIRST_TASK, answer_in_workspace, workspace_of
 
 from alc_backend.data.dataset import SegmentationDataset, read_label_png
 from alc_backend.data.synthetic import make_synthetic
@@ -24,15 +25,13 @@ from alc_backend.engine.lcm import LCMConfig
 from alc_backend.engine.oracle import faithful_answer
 from alc_backend.engine.plar import PLARConfig
 from alc_backend.rounds.settings import AuditConfig, RoundSettings
-from alc_backend.service.answers import record_event
 from alc_backend.service.rounds import (
     choose_round_queries,
-    compose_tasks,
     end_round,
     record_queries,
     round_model,
 )
-from alc_backend.service.workspace import AnswerRecord, ProjectState, QueryRecord, TaskRecord, Workspace
+from alc_backend.service.workspace import QueryRecord, Workspace
 from alc_backend.simulation.runner import Simulation, SimulationConfig
 
 pytestmark = pytest.mark.slow
@@ -53,7 +52,6 @@ AUDITED = RoundSettings(
 )
 UNAUDITED = AUDITED.replace(audit=AuditConfig(share=0.0))
 ROUNDS = 2
-FIRST_TASK = 100
 
 
 def simulate(dataset: SegmentationDataset, settings: RoundSettings, out: Path) -> Path:
@@ -64,21 +62,9 @@ def simulate(dataset: SegmentationDataset, settings: RoundSettings, out: Path) -
 
 def run_backend_rounds(dataset: SegmentationDataset, settings: RoundSettings, model_dir: Path) -> Workspace:
     """The backend's round steps in the order ProjectWork takes them, the annotator answering at the pixel."""
-    workspace = Workspace(model_dir, 1)
-    workspace.save_state(ProjectState(1, list(dataset.classes), "<View/>", query_project=2, prepared=True))
-    tasks = list(range(FIRST_TASK, FIRST_TASK + len(dataset.train_names)))
-    records = {}
-    for task, name in zip(tasks, dataset.train_names, strict=True):
-        superpixels = dataset.superpixels(name)
-        assert superpixels is not None
-        workspace.save_image(task, dataset.image(name))
-        workspace.save_superpixels(task, superpixels)
-        workspace.save_pseudo(task, dataset.pseudo(name))
-        height, width = superpixels.shape
-        records[task] = TaskRecord(task, name, f"{name}.png", height, width, "pseudo_mask")
-    workspace.save_tasks(records)
-    compose_tasks(workspace, tasks)
-    next_query_task, next_annotation = 1000, 1
+    workspace, tasks = workspace_of(dataset, model_dir)
+    names = {task: record.name for task, record in workspace.tasks().items()}
+    next_query_task = 1000
     for round_index in range(1, ROUNDS + 1):
         model = round_model(workspace, tasks, round_index - 1, settings)
         assert model is not None
@@ -89,18 +75,14 @@ def run_backend_rounds(dataset: SegmentationDataset, settings: RoundSettings, mo
         }
         next_query_task += len(new)
         record_queries(workspace, new)
-        answers = workspace.answers()
+        given = {}
         for task, record in new.items():
-            truth = dataset.mask(records[record.image_task].name)
+            truth = dataset.mask(names[record.image_task])
             region = record.query(workspace.superpixels(record.image_task)).region_mask(truth.shape)
             answer = faithful_answer(truth, region, (record.row, record.col))
             if answer != 255:
-                record_event(
-                    answers, AnswerRecord(next_annotation, task, answer, f"2026-11-30T10:{round_index:02d}:00Z")
-                )
-                next_annotation += 1
-        workspace.save_answers(answers)
-        compose_tasks(workspace, tasks)
+                given[task] = answer
+        answer_in_workspace(workspace, new, given)
         end_round(workspace, tasks, settings, round_index)
     return workspace
 

@@ -14,53 +14,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from workspace_harness import answer_in_workspace, workspace_of
 
-from alc_backend.data.dataset import SegmentationDataset
 from alc_backend.data.synthetic import make_synthetic
 from alc_backend.engine.corrections import apply_corrections, relabel_superpixels
 from alc_backend.engine.lcm import LCMConfig
 from alc_backend.engine.plar import PLARConfig
 from alc_backend.rounds.images import Query, flat_runs
 from alc_backend.rounds.settings import AuditConfig, RoundSettings
-from alc_backend.service.answers import record_event
 from alc_backend.service.rounds import (
     WorkspaceImages,
     choose_round_queries,
-    compose_tasks,
     corrector_status,
     end_round,
     record_queries,
     round_model,
 )
-from alc_backend.service.workspace import AnswerRecord, ProjectState, QueryRecord, TaskRecord, Workspace
+from alc_backend.service.workspace import QueryRecord
 from alc_backend.simulation.state import LabelStore, SimulationImages, SuperpixelSource
-
-
-def workspace_of(dataset: SegmentationDataset, model_dir: Path) -> tuple[Workspace, list[int]]:
-    """A prepared workspace holding the data set's training images, tasks 100, 101, ... in name order."""
-    workspace = Workspace(model_dir, 1)
-    workspace.save_state(ProjectState(1, list(dataset.classes), "<View/>", query_project=2, prepared=True))
-    tasks = list(range(100, 100 + len(dataset.train_names)))
-    records = {}
-    for task, name in zip(tasks, dataset.train_names, strict=True):
-        superpixels = dataset.superpixels(name)
-        assert superpixels is not None
-        workspace.save_image(task, dataset.image(name))
-        workspace.save_superpixels(task, superpixels)
-        workspace.save_pseudo(task, dataset.pseudo(name))
-        records[task] = TaskRecord(task, name, f"{name}.png", *superpixels.shape, "pseudo_mask")
-    workspace.save_tasks(records)
-    compose_tasks(workspace, tasks)
-    return workspace, tasks
-
-
-def answer_in_workspace(workspace: Workspace, records: dict[int, QueryRecord], answers: dict[int, int]) -> None:
-    """Record ``answers`` (query task -> class) as Label Studio's webhooks would, and recompose the labels."""
-    stored = workspace.answers()
-    for number, (task, answer) in enumerate(answers.items(), start=len(stored) + 1):
-        record_event(stored, AnswerRecord(number, task, answer, f"2026-11-30T11:00:{number:02d}Z"))
-    workspace.save_answers(stored)
-    compose_tasks(workspace, {records[task].image_task for task in answers})
 
 
 @pytest.mark.slow
