@@ -41,9 +41,32 @@ def rq_worker(env: dict[str, str], log: Path, *options: str) -> Iterator[subproc
 
 
 def kill_worker(process: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the worker and its work horse at once, as a machine that loses power would."""
+    """SIGKILL the worker and its children at once, as a machine that loses power would.
+
+    rq's work horse puts itself in a process group of its own, so the worker's group alone
+    would leave it running (and holding the project's lock).
+    """
+    children = _child_pids(process.pid)
     os.killpg(process.pid, signal.SIGKILL)
+    for pid in children:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     process.wait()
+
+
+def _child_pids(parent: int) -> list[int]:
+    """The processes whose parent is ``parent`` (from ``/proc``)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            children.append(int(stat.parent.name))
+    return children
 
 
 class RedisServer:
