@@ -50,7 +50,8 @@ def table(results: dict, metric: str, title: str) -> str:
 
 def corrector_table(results: dict) -> str:
     """Per method with correctors, per round: what each corrector wrote (superpixels, pixel precision
-    against the ground truth), what it held back, and its audits (confirmed / asked), summed over seeds.
+    against the ground truth), what it held back, and the round's audits of its proposals of the
+    round before (confirmed / asked), summed over seeds.
 
     A cell reads ``written sp · precision | held back sp | audits confirmed/asked``; the last column
     counts the rounds in which the corrector wrote anything, over all seeds.
@@ -82,8 +83,8 @@ def corrector_table(results: dict) -> str:
             pixels = sum(e["pixels"] for e in entries if e["precision"] is not None)
             precision = f" · {sum(right) / pixels:.2f}" if pixels else ""
             held = sum(e.get("held_back_superpixels", 0) for e in entries)
-            audits = sum(e.get("round_audits", 0) for e in entries)
-            confirmed = sum(e.get("round_confirmed", 0) for e in entries)
+            audits = sum(e.get("audited", 0) for e in entries)
+            confirmed = sum(e.get("confirmed", 0) for e in entries)
             cells.append(f"{written}{precision} \\| {held} \\| {confirmed}/{audits}")
             acted += sum(e["superpixels"] > 0 for e in entries)
             total += len(entries)
