@@ -5,7 +5,9 @@ one that fixes a few pixels of rare classes can score alike. This prints, for ev
 (summed over seeds), pixel accuracy of the corrected labels, pixels fixed (pseudo-label wrong,
 now right) and broken (pseudo-label right, now wrong), and the IoU of every class.
 
-    python benchmarks/label_quality.py DATA OUT   # OUT: the simulate --out folder
+    python benchmarks/label_quality.py DATA OUT [OUT ...]   # OUT: simulate --out folders
+
+A run is taken from the folder whose ``results.json`` holds it complete (all its rounds).
 """
 
 from __future__ import annotations
@@ -23,21 +25,25 @@ from alc_backend.engine.metrics import class_iou, confusion_matrix
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data", type=Path)
-    parser.add_argument("out", type=Path)
+    parser.add_argument("out", type=Path, nargs="+", help="simulate --out folders (one command's seeds may be split)")
     args = parser.parse_args()
     dataset = SegmentationDataset.open(args.data)
-    results = json.loads((args.out / "results.json").read_text())
-    methods = list(dict.fromkeys(run["method"] for run in results["runs"]))
-    seeds = sorted({run["seed"] for run in results["runs"]})
+    finished: dict[tuple[str, int], tuple[Path, int]] = {}
+    for out in args.out:
+        results = json.loads((out / "results.json").read_text())
+        for run in results["runs"]:
+            if len(run["rounds"]) == results["config"]["rounds"] + 1:
+                folder = out / "work" / f"seed{run['seed']}" / run["method"] / "labels"
+                finished[(run["method"], run["seed"])] = (folder, run["rounds"][-1]["clicks"])
     header = ["labels", "clicks", "pixel accuracy", "pixels fixed", "pixels broken", *dataset.classes]
     print("| " + " | ".join(header) + " |")
     print("|---|" + "---:|" * (len(header) - 1))
     print(row(dataset, "pseudo-labels", 0, [lambda name: dataset.pseudo(name)]))
-    for method in methods:
-        clicks = max(run["rounds"][-1]["clicks"] for run in results["runs"] if run["method"] == method)
-        folders = [args.out / "work" / f"seed{seed}" / method / "labels" for seed in seeds]
-        readers = [lambda name, folder=folder: read_label_png(folder / f"{name}.png") for folder in folders]
-        print(row(dataset, f"{method} ({len(seeds)} seeds)", clicks, readers))
+    for method in dict.fromkeys(method for method, _ in finished):
+        runs = [entry for (name, _), entry in finished.items() if name == method]
+        readers = [lambda name, folder=folder: read_label_png(folder / f"{name}.png") for folder, _ in runs]
+        clicks = max(clicks for _, clicks in runs)
+        print(row(dataset, f"{method} ({len(runs)} seeds)", clicks, readers))
 
 
 def row(dataset: SegmentationDataset, title: str, clicks: int, readers: list) -> str:

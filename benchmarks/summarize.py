@@ -2,9 +2,10 @@
 
 python benchmarks/summarize.py runs/synth/results.json [more/results.json ...] [--plot curves.png]
 
-With several files, a method's runs in a later file replace that method's runs in earlier ones
-(e.g. a method re-run after a fix, on the same data set and settings); ``--plot`` draws the
-merged curves.
+With several files, a method's run of a seed in a later file replaces the same in earlier ones
+(e.g. a method re-run after a fix, on the same data set and settings, or the seeds of one
+command run as separate processes); runs cut short are left out. ``--plot`` draws the merged
+curves.
 """
 
 from __future__ import annotations
@@ -93,15 +94,18 @@ def corrector_table(results: dict) -> str:
 
 
 def merge(all_results: list[dict]) -> dict:
-    """The first results with each method's runs taken from the last file that has that method."""
+    """The first results with each (method, seed)'s run taken from the last file that has it complete.
+
+    A run cut short (fewer rounds than its file's ``config.rounds``, e.g. a simulation stopped
+    midway) is left out, so that the seeds of one command can be run as several processes.
+    """
     merged = dict(all_results[0])
-    runs: dict[str, list[dict]] = {}
+    runs: dict[tuple[str, int], dict] = {}
     for results in all_results:
-        replaced = {run["method"] for run in results["runs"]}
-        runs = {method: kept for method, kept in runs.items() if method not in replaced}
         for run in results["runs"]:
-            runs.setdefault(run["method"], []).append(run)
-    merged["runs"] = [run for method_runs in runs.values() for run in method_runs]
+            if len(run["rounds"]) == results["config"]["rounds"] + 1:
+                runs[(run["method"], run["seed"])] = run
+    merged["runs"] = sorted(runs.values(), key=lambda run: run["seed"])
     return merged
 
 
