@@ -6,7 +6,8 @@ thread, so the HTTP handlers only enqueue and answer at once. Submitting a job t
 waiting is a no-op (a burst of webhooks becomes one job); a job submitted while the same job
 runs is queued once more, so work that started on older data is always followed by one run
 on the newest. A job that fails because Label Studio is unreachable is retried later with
-growing delays; any other failure is kept, with its traceback, in :meth:`status`.
+growing delays; any other failure is kept in :meth:`status` as its exception's type and
+message (the log has the traceback; ``/jobs`` needs no login and shows no code).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import traceback
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,7 +44,6 @@ class _Failure:
     kind: str
     project: int
     error: str
-    traceback: str
     attempts: int
     at: float = field(default_factory=time.time)
 
@@ -136,7 +135,6 @@ class InProcessRunner:
                 outcome: BaseException | None = None
             except Exception as error:
                 outcome = error
-                details = traceback.format_exc()
             with self._condition:
                 self._running = None
                 if outcome is None:
@@ -146,8 +144,9 @@ class InProcessRunner:
                     logger.warning("job %s of project %s failed (%s); retrying in %.0f s", *key, outcome, delay)
                     self._delayed.append((time.monotonic() + delay, key, attempt + 1))
                 else:
-                    logger.error("job %s of project %s failed: %s", *key, outcome)
-                    self._failures.append(_Failure(key[0], key[1], str(outcome), details, attempt + 1))
+                    logger.error("job %s of project %s failed", *key, exc_info=outcome)
+                    error_text = f"{type(outcome).__name__}: {outcome}"
+                    self._failures.append(_Failure(key[0], key[1], error_text, attempt + 1))
                 self._condition.notify_all()
 
     def _next_item(self) -> tuple[JobKey, int] | None:

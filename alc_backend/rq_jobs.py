@@ -16,7 +16,8 @@ Redis keep apart.
   worker), so the next job is never blocked for long.
 - **Failures.** A job that raises is retried once after ``ALC_JOB_RETRY_DELAY_S``; a job whose worker
   was killed is retried by rq's clean-up of abandoned jobs once its heartbeat lapses. A job
-  that fails twice stays in rq's failed registry with its traceback (``status``). Checkpoints
+  that fails twice stays in rq's failed registry (``status`` shows its exception's last line,
+  the worker's log its traceback). Checkpoints
   are written atomically, so the last good model keeps serving meanwhile.
 
 rq and redis are imported here only: the embedded default runs without them installed.
@@ -220,6 +221,7 @@ def _describe(job: Job, with_error: bool = False) -> dict[str, Any]:
     }
     if with_error:
         result = job.latest_result()
-        described["traceback"] = result.exc_string if result is not None else None
+        lines = (result.exc_string or "").strip().splitlines() if result is not None else []
+        described["error"] = lines[-1] if lines else None
         described["ended_at"] = job.ended_at.isoformat() if job.ended_at else None
     return described

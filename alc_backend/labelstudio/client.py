@@ -174,6 +174,10 @@ class LabelStudioClient:
         """Delete an annotation; one that is already gone counts as deleted."""
         self._request("DELETE", f"/api/annotations/{annotation_id}/", not_found_ok=True)
 
+    def get_annotation(self, annotation_id: int) -> dict[str, Any] | None:
+        """One annotation as Label Studio holds it now (with its ``task``), or None if it has none by that id."""
+        return self._json("GET", f"/api/annotations/{annotation_id}/", not_found_ok=True)
+
     def list_annotations(self, task_id: int) -> list[dict[str, Any]]:
         """The task's annotations (cancelled/skipped ones excluded), oldest first."""
         return self._json("GET", f"/api/tasks/{task_id}/annotations/")
@@ -218,18 +222,12 @@ class LabelStudioClient:
         payload = {"project": project_id, "path": path, "title": title, "use_blob_urls": True}
         return self._json("POST", "/api/storages/localfiles/", json=payload)
 
-    def download(self, url_or_path: str) -> bytes:
-        """The bytes behind a task's data URL.
-
-        Relative URLs (``/data/local-files/?d=…``, ``/data/upload/…``) and absolute ones on Label Studio's
-        own host are fetched with our credentials; absolute URLs on another host without them.
-        """
-        absolute = urljoin(self.url + "/", url_or_path)
-        own = urlsplit(self.url)
-        target = urlsplit(absolute)
-        if (target.scheme, target.netloc) == (own.scheme, own.netloc):
-            return self._request("GET", absolute).content
-        return _checked("GET", absolute, self._send("GET", absolute, headers={})).content
+    def authorization(self, renew: bool = False) -> dict[str, str]:
+        """The ``Authorization`` header for requests to this Label Studio (``renew``: exchange a personal
+        access token again, after a 401)."""
+        if renew:
+            self._access_token = None
+        return self._auth_header()
 
     # ---- plumbing -------------------------------------------------------------------------------------
 

@@ -8,21 +8,24 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
+from pathlib import Path
 from typing import Any
 
+from alc_backend.atomic import write_text_atomically
 from alc_backend.jobs import InProcessRunner, JobRunner, QueueUnavailable
 from alc_backend.labelstudio.client import LabelStudioClient, LabelStudioUnavailable
 from alc_backend.labelstudio.config import (
     LabelConfigError,
-    QueryProjectConfig,
     parse_image_config,
     parse_query_config,
     project_kind,
     query_label_config,
 )
-from alc_backend.labelstudio.payloads import answer_class, brush_results, validate_results
-from alc_backend.service.answers import record_event
+from alc_backend.labelstudio.payloads import brush_results, validate_results
+from alc_backend.service.answers import answer_from_annotation, record_event
 from alc_backend.service.notes import MemoryNotes, RedisNotes, WorkNotes
 from alc_backend.service.project_work import UNCERTAINTY_SAMPLING, ProjectWork, rank_score
 from alc_backend.service.rounds import corrector_status
@@ -31,6 +34,7 @@ from alc_backend.service.workspace import (
     AnswerRecord,
     ProjectState,
     Workspace,
+    WorkspaceError,
     read_links,
     save_link,
 )
@@ -46,6 +50,42 @@ class BadRequest(ValueError):
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
+
+
+def _integer(value: Any, what: str) -> int:
+    """``value`` as an id: an int or a string of digits; BadRequest naming ``what`` otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    raise BadRequest(f"{what} must be an integer id, got {json.dumps(value)[:80]}")
+
+
+def _annotation_ids(action: str, payload: dict[str, Any]) -> list[int]:
+    """The annotation ids an answer event names: ``annotation.id``, or each ``annotations[].id`` of a deletion."""
+    if action == "ANNOTATIONS_DELETED":
+        items = payload.get("annotations")
+        if not isinstance(items, list):
+            raise BadRequest("the ANNOTATIONS_DELETED payload has no list 'annotations'")
+        return [
+            _integer(item.get("id") if isinstance(item, dict) else item, "each deleted annotation's id")
+            for item in items
+        ]
+    annotation = payload.get("annotation")
+    if not isinstance(annotation, dict):
+        raise BadRequest(f"the {action} payload has no 'annotation'")
+    return [_integer(annotation.get("id"), f"the {action} payload's annotation id")]
+
+
+def read_pinned_label_studio(path: Path) -> str | None:
+    """The Label Studio address pinned in ``path``, or None; BadRequest if the file is unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        url = json.loads(path.read_text(encoding="utf-8"))["url"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise BadRequest(f"{path} is corrupt ({error}); delete it to pin Label Studio again", 500) from error
+    return str(url)
 
 
 def parse_project_id(value: Any) -> int:
@@ -70,6 +110,7 @@ class Backend:
         self.settings = settings
         self.settings.model_dir.mkdir(parents=True, exist_ok=True)
         self._connection: tuple[str, str] = (settings.label_studio_url, settings.api_key)
+        self._pin_lock = threading.Lock()
         notes: WorkNotes = MemoryNotes()
         if runner is None and settings.redis_url:
             from alc_backend.rq_jobs import RQRunner, key_prefix
@@ -114,6 +155,22 @@ class Backend:
             )
         return LabelStudioClient(url, key)
 
+    def _pin_connection(self, url: str, token: str) -> None:
+        """Use the Label Studio that ``/setup`` names; the first one named is pinned (its address in
+        ``MODEL_DIR/label-studio.json``), and a later, different one is refused."""
+        path = self.settings.model_dir / "label-studio.json"
+        with self._pin_lock:
+            pinned = read_pinned_label_studio(path)
+            if pinned is None:
+                write_text_atomically(path, json.dumps({"url": url}) + "\n")
+            elif pinned != url:
+                raise BadRequest(
+                    f"/setup names Label Studio at {url}, but this backend is pinned to {pinned}: set "
+                    f"LABEL_STUDIO_URL, or delete {path} to pin another",
+                    403,
+                )
+            self._connection = (url, token)
+
     def image_project_of(self, project: int) -> int | None:
         """The image project behind ``project``: itself if it has a workspace, its link if a query project."""
         links = read_links(self.settings.model_dir)
@@ -127,7 +184,7 @@ class Backend:
         """Register a project from its labeling config; returns the model version to report."""
         project = parse_project_id(project_ref)
         if hostname and access_token and not self.settings.label_studio_url:
-            self._connection = (hostname.rstrip("/"), access_token)
+            self._pin_connection(hostname.rstrip("/"), access_token)
         try:
             kind = project_kind(label_config)
         except LabelConfigError as error:
@@ -212,37 +269,60 @@ class Backend:
 
     def versions(self) -> list[str]:
         found: set[str] = set()
-        for path in sorted(self.settings.model_dir.glob("project-*/project.json")):
-            state = self.workspace(int(path.parent.name.split("-")[1])).state()
+        for project in self._projects():
+            try:
+                state = self.workspace(project).state()
+            except WorkspaceError:
+                continue
             found.add(state.model_version)
             if state.round:
                 found.add(self._query_version(state))
         return sorted(found)
 
     def health(self) -> dict[str, Any]:
+        """The backend's jobs and each project's state; a project whose files are corrupt says so alone."""
         projects = {}
-        for path in sorted(self.settings.model_dir.glob("project-*/project.json")):
-            project = int(path.parent.name.split("-")[1])
-            workspace = self.workspace(project)
-            state = workspace.state()
-            tasks = workspace.tasks()
-            projects[str(project)] = {
-                "query_project": state.query_project,
-                "prepared": state.prepared,
-                "round": state.round,
-                "round_open": state.round_open,
-                "model_version": state.model_version,
-                "tasks": len(tasks),
-                "task_errors": {str(t): r.error for t, r in tasks.items() if r.error},
-                "errors": self._errors_of(project),
-                "correctors": corrector_status(workspace, self.settings.round.correctors),
-            }
+        for project in self._projects():
+            try:
+                projects[str(project)] = self._project_health(project)
+            except WorkspaceError as error:
+                projects[str(project)] = {"error": str(error)}
         return {"status": "UP", "model_class": "alc-backend", "jobs": self.runner.status(), "projects": projects}
+
+    def _projects(self) -> list[int]:
+        """The image projects with a workspace, by id."""
+        found = []
+        for path in self.settings.model_dir.glob("project-*/project.json"):
+            suffix = path.parent.name.removeprefix("project-")
+            if suffix.isdigit():
+                found.append(int(suffix))
+        return sorted(found)
+
+    def _project_health(self, project: int) -> dict[str, Any]:
+        workspace = self.workspace(project)
+        state = workspace.state()
+        tasks = workspace.tasks()
+        return {
+            "query_project": state.query_project,
+            "prepared": state.prepared,
+            "round": state.round,
+            "round_open": state.round_open,
+            "model_version": state.model_version,
+            "tasks": len(tasks),
+            "task_errors": {str(t): r.error for t, r in tasks.items() if r.error},
+            "errors": self._errors_of(project),
+            "correctors": corrector_status(workspace, self.settings.round.correctors),
+        }
 
     # --- protocol: /webhook ------------------------------------------------------------------
 
     def webhook(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """Record one Label Studio event and queue the work it needs; returns at once."""
+        """Take one Label Studio event and queue the work it needs.
+
+        The event is a hint: what it names (an annotation, a project's labeling config) is read
+        back from Label Studio, the source of truth. ``START_TRAINING`` is an operator action,
+        which the server lets through only from an operator (see :mod:`alc_backend.server`).
+        """
         action = payload.get("action")
         if not isinstance(action, str):
             raise BadRequest("the webhook payload has no 'action'")
@@ -257,9 +337,7 @@ class Backend:
             return {"status": "queued", "job": "finish_round"}
         if action == "PROJECT_UPDATED":
             if image_project == project:
-                label_config = payload["project"].get("label_config") if isinstance(payload["project"], dict) else None
-                if label_config:
-                    self.setup(project, label_config)
+                self.setup(project, str(self.client().get_project(project).get("label_config") or ""))
             return {"status": "ok"}
         if action not in WEBHOOK_ACTIONS:
             return {"status": "ignored", "reason": f"action {action} needs nothing"}
@@ -268,59 +346,52 @@ class Backend:
         return self._answer_event(image_project, action, payload)
 
     def _answer_event(self, image_project: int, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Take an answer event as a hint only: each annotation it names is read back from Label
+        Studio, and only what Label Studio holds is recorded, so a forged event changes nothing."""
         workspace = self.workspace(image_project)
+        config = parse_query_config(query_label_config(workspace.state().class_names))
+        queries = workspace.queries()
+        client = self.client()
         events = []
-        if action == "ANNOTATIONS_DELETED":
-            for item in payload.get("annotations") or []:
-                events.append(AnswerRecord(int(item["id"]), -1, None, "", deleted=True))
-        else:
-            annotation = payload.get("annotation")
-            if not isinstance(annotation, dict) or "id" not in annotation:
-                raise BadRequest(f"the {action} payload has no 'annotation'")
-            query_task = int(annotation.get("task") or (payload.get("task") or {}).get("id"))
-            answer: int | None = None
-            if not annotation.get("was_cancelled"):
-                config = self._query_config(workspace, payload)
-                try:
-                    answer = answer_class(annotation.get("result") or [], config)
-                except LabelConfigError as error:
-                    message = f"annotation {annotation['id']} of task {query_task}: {error}"
-                    self.work.note_error(image_project, message)
-                    raise BadRequest(message, 422) from error
-            events.append(AnswerRecord(int(annotation["id"]), query_task, answer, str(annotation.get("updated_at"))))
+        for annotation_id in _annotation_ids(action, payload):
+            found = client.get_annotation(annotation_id)
+            if found is None:
+                if action == "ANNOTATIONS_DELETED":
+                    events.append(AnswerRecord(annotation_id, -1, None, "", deleted=True))
+                continue
+            query_task = found.get("task")
+            if not isinstance(query_task, int) or query_task not in queries:
+                continue
+            try:
+                events.append(answer_from_annotation(found, query_task, config))
+            except LabelConfigError as error:
+                message = f"annotation {annotation_id} of task {query_task}: {error}"
+                self.work.note_error(image_project, message)
+                raise BadRequest(message, 422) from error
         with workspace.lock:
             answers = workspace.answers()
             changed = [event for event in events if record_event(answers, event)]
             if changed:
                 workspace.save_answers(answers)
-                queries = workspace.queries()
                 touched = {answers[e.annotation].query_task for e in changed}
         if not changed:
-            return {"status": "duplicate"}
+            return {"status": "unchanged"}
         self.work.notes.mark_answered(image_project, {queries[t].image_task for t in touched if t in queries})
         self.submit("reconcile", image_project)
         return {"status": "queued", "job": "reconcile"}
 
     def _image_annotation_event(self, project: int, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Mark the image task whose drawn mask may have changed; the job reads it from Label Studio."""
         if action == "ANNOTATIONS_DELETED":
             self.work.notes.mark_drawn(project, None)
         else:
-            annotation = payload.get("annotation") or {}
-            task = annotation.get("task") or (payload.get("task") or {}).get("id")
-            if task is None:
-                raise BadRequest(f"the {action} payload names no task")
-            self.work.notes.mark_drawn(project, {int(task)})
+            annotation = payload.get("annotation")
+            task = annotation.get("task") if isinstance(annotation, dict) else None
+            if task is None and isinstance(payload.get("task"), dict):
+                task = payload["task"].get("id")
+            self.work.notes.mark_drawn(project, {_integer(task, f"the {action} payload's task")})
         self.submit("reconcile", project)
         return {"status": "queued", "job": "reconcile"}
-
-    def _query_config(self, workspace: Workspace, payload: dict[str, Any]) -> QueryProjectConfig:
-        label_config = payload["project"].get("label_config") if isinstance(payload["project"], dict) else None
-        if label_config:
-            try:
-                return parse_query_config(label_config)
-            except LabelConfigError as error:
-                raise BadRequest(f"the query project's labeling config: {error}") from error
-        return parse_query_config(query_label_config(workspace.state().class_names))
 
     # --- query projects ----------------------------------------------------------------------
 

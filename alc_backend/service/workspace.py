@@ -42,6 +42,10 @@ from alc_backend.rounds.audits import Proposal
 from alc_backend.rounds.images import Query, flat_runs
 
 
+class WorkspaceError(RuntimeError):
+    """A workspace file is corrupt; the message names it. Only its own project is affected."""
+
+
 @dataclass
 class ProjectState:
     """``project.json``: what the backend knows about one image project.
@@ -181,7 +185,12 @@ class Workspace:
     # --- JSON state -------------------------------------------------------------------------
 
     def state(self) -> ProjectState:
-        return ProjectState(**_read_json(self.root / "project.json", None))
+        path = self.root / "project.json"
+        raw = _read_json(path, None)
+        try:
+            return ProjectState(**raw)
+        except TypeError as error:
+            raise WorkspaceError(f"{path} does not hold a project's state ({error})") from error
 
     def save_state(self, state: ProjectState) -> None:
         _write_json(self.root / "project.json", dataclasses.asdict(state))
@@ -333,11 +342,18 @@ def save_link(model_dir: Path, query_project: int, image_project: int) -> None:
 
 
 def _read_json(path: Path, default: Any) -> Any:
+    """The JSON in ``path``; ``default`` if it does not exist (None: FileNotFoundError).
+
+    Raises WorkspaceError naming the file when it is not JSON.
+    """
     if not path.is_file():
         if default is None:
             raise FileNotFoundError(f"{path} does not exist")
         return default
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise WorkspaceError(f"{path} is corrupt ({error})") from error
 
 
 def _write_json(path: Path, value: Any) -> None:
