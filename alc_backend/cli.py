@@ -330,6 +330,12 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def backend_login() -> tuple[str, str] | None:
+    """The backend's login from ``BASIC_AUTH_USER``/``BASIC_AUTH_PASS``, for the commands that call it."""
+    user = os.environ.get("BASIC_AUTH_USER", "").strip()
+    return (user, os.environ.get("BASIC_AUTH_PASS", "").strip()) if user else None
+
+
 def is_loopback(host: str) -> bool:
     """Whether ``host`` (an address or ``localhost``) is this machine's loopback."""
     import ipaddress
@@ -389,9 +395,12 @@ def run_status(args: argparse.Namespace) -> int:
     import requests
 
     try:
-        health = requests.get(f"{args.backend.rstrip('/')}/health", timeout=30).json()
+        response = requests.get(f"{args.backend.rstrip('/')}/health", timeout=30, auth=backend_login())
+        health = response.json()
     except (requests.RequestException, ValueError) as error:
         raise ValueError(f"cannot read {args.backend}/health: {error}") from error
+    if response.status_code != 200:
+        raise ValueError(f"{args.backend}/health answered {response.status_code}: {health.get('error')}")
     jobs = health["jobs"]
     print(f"jobs ({jobs['runner']}): {jobs.get('error') or ''}".rstrip())
     if "workers" in jobs:
@@ -406,6 +415,9 @@ def run_status(args: argparse.Namespace) -> int:
         print(f"  failed: {job['kind']} of project {job['project']}: {' '.join(last_line)}")
     print(f"  done: {jobs.get('done', 0)}")
     for project, state in health["projects"].items():
+        if "error" in state:
+            print(f"project {project}: {state['error']}")
+            continue
         round_state = "open" if state["round_open"] else "closed"
         print(
             f"project {project}: {state['tasks']} tasks, round {state['round']} ({round_state}), "
@@ -432,7 +444,7 @@ def run_init(args: argparse.Namespace) -> int:
 
     body = {"images_project": args.images_project, "title": args.title}
     try:
-        response = requests.post(f"{args.backend.rstrip('/')}/init", json=body, timeout=120)
+        response = requests.post(f"{args.backend.rstrip('/')}/init", json=body, timeout=120, auth=backend_login())
     except requests.RequestException as error:
         raise ValueError(f"cannot reach the backend at {args.backend}: {error}") from error
     answer = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}

@@ -18,6 +18,7 @@ in-process job runner lives in it).
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import json
 import logging
@@ -57,7 +58,11 @@ def create_app(settings: BackendSettings | None = None, backend: Backend | None 
         if not settings.basic_auth_user:
             return None
         auth = request.authorization
-        if auth and auth.username == settings.basic_auth_user and auth.password == settings.basic_auth_pass:
+        if (
+            auth is not None
+            and hmac.compare_digest(str(auth.username or ""), settings.basic_auth_user)
+            and hmac.compare_digest(str(auth.password or ""), settings.basic_auth_pass)
+        ):
             return None
         response = jsonify(error="authentication required")
         response.status_code = 401

@@ -184,9 +184,19 @@ class LabelStudioClient:
 
     # ---- ML backends and webhooks ---------------------------------------------------------------------
 
-    def add_ml_backend(self, project_id: int, url: str, title: str) -> dict[str, Any]:
-        """Connect an ML backend; Label Studio calls its /health and /setup before answering."""
-        return self._json("POST", "/api/ml/", json={"project": project_id, "url": url, "title": title})
+    def add_ml_backend(
+        self, project_id: int, url: str, title: str, login: tuple[str, str] | None = None
+    ) -> dict[str, Any]:
+        """Connect an ML backend; Label Studio calls its /health and /setup before answering.
+
+        With ``login`` (user, password), Label Studio calls it with HTTP basic auth.
+        """
+        payload: dict[str, Any] = {"project": project_id, "url": url, "title": title, **_ml_login(login)}
+        return self._json("POST", "/api/ml/", json=payload)
+
+    def set_ml_backend_login(self, ml_backend_id: int, login: tuple[str, str] | None) -> dict[str, Any]:
+        """Make Label Studio call an ML backend with HTTP basic auth (``login``: user, password) or without."""
+        return self._json("PATCH", f"/api/ml/{ml_backend_id}", json=_ml_login(login))
 
     def start_training(self, ml_backend_id: int) -> None:
         """Press the project's *Start Training*: Label Studio sends START_TRAINING to the backend's ``/webhook``."""
@@ -206,6 +216,10 @@ class LabelStudioClient:
             "actions": actions,
         }
         return self._json("POST", "/api/webhooks/", json=payload)
+
+    def set_webhook_headers(self, webhook_id: int, headers: dict[str, str]) -> dict[str, Any]:
+        """Replace the HTTP headers Label Studio sends with a webhook's requests."""
+        return self._json("PATCH", f"/api/webhooks/{webhook_id}/", json={"headers": headers})
 
     def list_webhooks(self, project_id: int) -> list[dict[str, Any]]:
         """The project's webhooks, including the one Label Studio adds for each connected ML backend."""
@@ -281,6 +295,13 @@ class LabelStudioClient:
         raise LabelStudioUnavailable(
             f"Label Studio unavailable: {method} {url} failed after {attempts} attempts; last problem: {problem}"
         )
+
+
+def _ml_login(login: tuple[str, str] | None) -> dict[str, str]:
+    """The fields of an ML-backend connection for HTTP basic auth with ``login``, or for none."""
+    if login is None:
+        return {"auth_method": "NONE"}
+    return {"auth_method": "BASIC_AUTH", "basic_auth_user": login[0], "basic_auth_pass": login[1]}
 
 
 def _checked(method: str, path: str, response: requests.Response) -> requests.Response:

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import threading
@@ -75,6 +76,11 @@ def _annotation_ids(action: str, payload: dict[str, Any]) -> list[int]:
     if not isinstance(annotation, dict):
         raise BadRequest(f"the {action} payload has no 'annotation'")
     return [_integer(annotation.get("id"), f"the {action} payload's annotation id")]
+
+
+def basic_authorization(user: str, password: str) -> str:
+    """The ``Authorization`` header value of HTTP basic auth."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
 
 
 def read_pinned_label_studio(path: Path) -> str | None:
@@ -435,14 +441,29 @@ class Backend:
         return {"images_project": image_project, "query_project": query_project, "created": created}
 
     def _connect(self, client: LabelStudioClient, project: int, backend_url: str) -> None:
-        """Connect ``project`` to this backend unless it is already.
+        """Connect ``project`` to this backend unless it is already, with the backend's login if it has one.
 
         Connecting makes Label Studio call ``/setup`` and create a webhook to ``URL/webhook``
-        for every action, which is how answers reach the backend.
+        for every action, which is how answers reach the backend. Label Studio sends that
+        webhook no credentials of its own, so with a login set, the webhook is given the
+        login's ``Authorization`` header (an existing connection or webhook is brought in line).
         """
         url = backend_url.rstrip("/")
-        if not any(item.get("url", "").rstrip("/") == url for item in client.list_ml_backends(project)):
-            client.add_ml_backend(project, url, "alc-backend")
+        login = self.settings.login()
+        connected = [item for item in client.list_ml_backends(project) if item.get("url", "").rstrip("/") == url]
+        if not connected:
+            client.add_ml_backend(project, url, "alc-backend", login)
+        elif login is not None and connected[0].get("auth_method") != "BASIC_AUTH":
+            client.set_ml_backend_login(int(connected[0]["id"]), login)
+        if login is None:
+            return
+        header = basic_authorization(*login)
+        for webhook in client.list_webhooks(project):
+            same = str(webhook.get("url", "")).rstrip("/") == f"{url}/webhook"
+            if same and (webhook.get("headers") or {}).get("Authorization") != header:
+                client.set_webhook_headers(
+                    int(webhook["id"]), {**(webhook.get("headers") or {}), "Authorization": header}
+                )
 
     # --- jobs ---------------------------------------------------------------------------------
 

@@ -108,6 +108,10 @@ class BackendSettings:
         if bool(self.basic_auth_user) != bool(self.basic_auth_pass):
             raise SettingsError("set both BASIC_AUTH_USER and BASIC_AUTH_PASS, or neither")
 
+    def login(self) -> tuple[str, str] | None:
+        """``(BASIC_AUTH_USER, BASIC_AUTH_PASS)``, or None when the backend needs no login."""
+        return (self.basic_auth_user, self.basic_auth_pass) if self.basic_auth_user else None
+
     def source_rules(self) -> SourceRules:
         """Where the files that tasks name may come from, and how large they may be."""
         return SourceRules(
