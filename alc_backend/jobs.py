@@ -17,6 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -29,6 +30,10 @@ class QueueUnavailable(RuntimeError):
     """The job queue (Redis) cannot be reached; the message names its URL."""
 
 
+class ProjectBusy(RuntimeError):
+    """A job held the project's lock for longer than a request may wait; the message says which project."""
+
+
 class JobRunner(Protocol):
     """What the server needs from a runner."""
 
@@ -37,6 +42,8 @@ class JobRunner(Protocol):
     def status(self) -> dict[str, Any]: ...
 
     def wait_idle(self, timeout_s: float) -> bool: ...
+
+    def project_lock(self, project: int) -> AbstractContextManager[None]: ...
 
 
 @dataclass
@@ -106,6 +113,10 @@ class InProcessRunner:
                     return False
                 self._condition.wait(min(remaining, 0.5))
             return True
+
+    def project_lock(self, project: int) -> AbstractContextManager[None]:
+        """No lock: the jobs run in this process and guard their files with the workspace's own lock."""
+        return nullcontext()
 
     def stop(self) -> None:
         with self._condition:

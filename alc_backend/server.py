@@ -5,8 +5,8 @@ Endpoints: ``GET /health``, ``POST /setup``, ``POST /predict``, ``POST /webhook`
 query project of an image project), ``POST /export`` (queue an export to the workspace) and
 ``GET /jobs``. Every error is JSON: ``{"error": ...}``
 with 400 for a malformed request, 401 without the login when one is set, 403 for an operator
-action from elsewhere, 413 for a body over ``ALC_MAX_REQUEST_MB``, 422 for an answer the
-backend cannot read, 503 when Label Studio is unreachable, and 500, without details, for a
+action from elsewhere, 413 for a body over ``ALC_MAX_REQUEST_MB``, 503 when Label Studio or
+Redis is unreachable, and 500, without details, for a
 fault of the backend (the log has them).
 
 ``/init``, ``/train``, ``/export`` and the ``START_TRAINING`` webhook are operator actions: with
@@ -27,7 +27,7 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from alc_backend.jobs import QueueUnavailable
+from alc_backend.jobs import ProjectBusy, QueueUnavailable
 from alc_backend.labelstudio.client import LabelStudioAPIError, LabelStudioUnavailable
 from alc_backend.service.backend import Backend, BadRequest
 from alc_backend.service.settings import BackendSettings
@@ -75,6 +75,10 @@ def create_app(settings: BackendSettings | None = None, backend: Backend | None 
 
     @app.errorhandler(LabelStudioUnavailable)
     def unavailable(error: LabelStudioUnavailable) -> tuple[Response, int]:
+        return jsonify(error=str(error)), 503
+
+    @app.errorhandler(ProjectBusy)
+    def busy(error: ProjectBusy) -> tuple[Response, int]:
         return jsonify(error=str(error)), 503
 
     @app.errorhandler(QueueUnavailable)

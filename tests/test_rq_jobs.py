@@ -17,7 +17,7 @@ from backend_harness import RunningBackend, brush_config, eventually, serve_back
 from redis import Redis
 from rq import Queue
 from rq.job import Job
-from rq.registry import FinishedJobRegistry
+from rq.registry import FinishedJobRegistry, StartedJobRegistry
 from rq_harness import MACHINE_REDIS, RedisServer, kill_worker, rq_worker
 
 from alc_backend.cli import main
@@ -170,14 +170,17 @@ def test_a_worker_killed_mid_round_leaves_the_last_model_and_the_job_is_retried(
             f"{running.url}/webhook", json={"action": "START_TRAINING", "project": {"id": project}}, timeout=10
         )
         assert response.status_code == 200
-        eventually(lambda: bool(running.backend.runner.status()["running"]), "the worker to start the job", 60)
-        time.sleep(8)
+        eventually(lambda: bool(running.backend.runner.status()["running"]), "the worker to start the job", 120)
         kill_worker(doomed)
     assert hashlib.sha256(checkpoint.read_bytes()).hexdigest() == before, "the last good model was replaced"
     load_checkpoint(checkpoint)
-    with rq_worker(env, tmp_path / "rescuer.log", "--maintenance-interval", "5"):
+    # What rq's maintenance does once the dead worker's heartbeat has lapsed, done now: the
+    # abandoned job is retried. Its project lock still expires on its own (LOCK_TTL_S).
+    redis = Redis.from_url(env["REDIS_URL"])
+    StartedJobRegistry(queue=Queue(env["ALC_QUEUE"], connection=redis)).cleanup(timestamp=time.time() + 3600)
+    with rq_worker(env, tmp_path / "rescuer.log"):
         eventually(
-            lambda: workspace.state().round == start_round + 1 and workspace.state().round_open, "the retry", 300
+            lambda: workspace.state().round == start_round + 1 and workspace.state().round_open, "the retry", 900
         )
         assert running.backend.runner.wait_idle(120)
     assert not running.backend.runner.status()["failed"]

@@ -26,13 +26,11 @@ from alc_backend.labelstudio.config import (
     query_label_config,
 )
 from alc_backend.labelstudio.payloads import brush_results, validate_results
-from alc_backend.service.answers import answer_from_annotation, record_event
 from alc_backend.service.notes import MemoryNotes, RedisNotes, WorkNotes
 from alc_backend.service.project_work import UNCERTAINTY_SAMPLING, ProjectWork, rank_score
 from alc_backend.service.rounds import corrector_status
 from alc_backend.service.settings import BackendSettings
 from alc_backend.service.workspace import (
-    AnswerRecord,
     ProjectState,
     Workspace,
     WorkspaceError,
@@ -42,11 +40,14 @@ from alc_backend.service.workspace import (
 
 logger = logging.getLogger(__name__)
 
+LINKS_LOCK = 0
+"""The lock that guards ``MODEL_DIR/links.json`` (no Label Studio project has id 0)."""
+
 WEBHOOK_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED")
 
 
 class BadRequest(ValueError):
-    """A request the backend cannot serve; the message says why (sent back with HTTP 400/422)."""
+    """A request the backend cannot serve; the message says why (sent back with ``status``, 400 by default)."""
 
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
@@ -132,10 +133,21 @@ class Backend:
                 "finish_round": self.work.finish_round,
                 "write_back": self.work.write_back,
                 "export": self.work.export,
+                "recover": self.work.recover,
             },
             transient=(LabelStudioUnavailable,),
             retry_delays_s=retry_delays_s,
         )
+        self._queue_recovery()
+
+    def _queue_recovery(self) -> None:
+        """Queue a ``recover`` job for every project in the workspace: what a killed backend left
+        undone, and the answers given while it was down, are derived from the files and Label Studio."""
+        for project in self._projects():
+            try:
+                self.submit("recover", project)
+            except QueueUnavailable as error:
+                logger.warning("cannot queue the recovery of project %s: %s", project, error)
 
     # --- small helpers ----------------------------------------------------------------------
 
@@ -152,14 +164,16 @@ class Backend:
     def workspace(self, project: int) -> Workspace:
         return self.work.workspace(project)
 
-    def client(self) -> LabelStudioClient:
+    def client(self, retries: int = 5) -> LabelStudioClient:
+        """A client of the Label Studio this backend serves; ``retries`` after a connection failure
+        (a request handler asks for few: Label Studio just called it, and waits for the answer)."""
         url, key = self._connection
         if not url or not key:
             raise LabelStudioUnavailable(
                 "no Label Studio connection: set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY, or connect the backend "
                 "to a project so that Label Studio sends its address with /setup"
             )
-        return LabelStudioClient(url, key)
+        return LabelStudioClient(url, key, retries=retries)
 
     def _pin_connection(self, url: str, token: str) -> None:
         """Use the Label Studio that ``/setup`` names; the first one named is pinned (its address in
@@ -212,24 +226,33 @@ class Backend:
         except LabelConfigError as error:
             raise BadRequest(str(error)) from error
         workspace = self.workspace(project)
-        with workspace.lock:
-            if workspace.exists():
-                state = workspace.state()
-                if tuple(state.class_names) != config.class_names:
-                    if state.round > 0:
-                        raise BadRequest(
-                            f"project {project}'s labels changed from {', '.join(state.class_names)} to "
-                            f"{', '.join(config.class_names)} after correction rounds began; start a new project"
-                        )
-                    state.class_names = list(config.class_names)
-                    state.prepared = False
-                state.label_config = label_config
-            else:
-                state = ProjectState(project, list(config.class_names), label_config)
-            workspace.save_state(state)
+        if workspace.exists() and workspace.state().label_config == label_config:
+            state = workspace.state()
+        else:
+            with self.runner.project_lock(project), workspace.lock:
+                state = self._registered(workspace, config.class_names, label_config)
         if not state.prepared:
             self.submit("prepare", project)
         return state.model_version
+
+    @staticmethod
+    def _registered(workspace: Workspace, class_names: tuple[str, ...], label_config: str) -> ProjectState:
+        """Save the project's labeling config (new labels before round 1 mean a new preparation)."""
+        if not workspace.exists():
+            state = ProjectState(workspace.project, list(class_names), label_config)
+        else:
+            state = workspace.state()
+            if tuple(state.class_names) != class_names:
+                if state.round > 0:
+                    raise BadRequest(
+                        f"project {workspace.project}'s labels changed from {', '.join(state.class_names)} to "
+                        f"{', '.join(class_names)} after correction rounds began; start a new project"
+                    )
+                state.class_names = list(class_names)
+                state.prepared = False
+            state.label_config = label_config
+        workspace.save_state(state)
+        return state
 
     def predict(self, project_ref: Any, tasks: list[dict[str, Any]], label_config: str) -> list[Any]:
         """One entry per task: a prediction dict, or an empty list while the task is being prepared."""
@@ -343,7 +366,7 @@ class Backend:
             return {"status": "queued", "job": "finish_round"}
         if action == "PROJECT_UPDATED":
             if image_project == project:
-                self.setup(project, str(self.client().get_project(project).get("label_config") or ""))
+                self.setup(project, str(self.client(retries=1).get_project(project).get("label_config") or ""))
             return {"status": "ok"}
         if action not in WEBHOOK_ACTIONS:
             return {"status": "ignored", "reason": f"action {action} needs nothing"}
@@ -352,37 +375,9 @@ class Backend:
         return self._answer_event(image_project, action, payload)
 
     def _answer_event(self, image_project: int, action: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """Take an answer event as a hint only: each annotation it names is read back from Label
-        Studio, and only what Label Studio holds is recorded, so a forged event changes nothing."""
-        workspace = self.workspace(image_project)
-        config = parse_query_config(query_label_config(workspace.state().class_names))
-        queries = workspace.queries()
-        client = self.client()
-        events = []
-        for annotation_id in _annotation_ids(action, payload):
-            found = client.get_annotation(annotation_id)
-            if found is None:
-                if action == "ANNOTATIONS_DELETED":
-                    events.append(AnswerRecord(annotation_id, -1, None, "", deleted=True))
-                continue
-            query_task = found.get("task")
-            if not isinstance(query_task, int) or query_task not in queries:
-                continue
-            try:
-                events.append(answer_from_annotation(found, query_task, config))
-            except LabelConfigError as error:
-                message = f"annotation {annotation_id} of task {query_task}: {error}"
-                self.work.note_error(image_project, message)
-                raise BadRequest(message, 422) from error
-        with workspace.lock:
-            answers = workspace.answers()
-            changed = [event for event in events if record_event(answers, event)]
-            if changed:
-                workspace.save_answers(answers)
-                touched = {answers[e.annotation].query_task for e in changed}
-        if not changed:
-            return {"status": "unchanged"}
-        self.work.notes.mark_answered(image_project, {queries[t].image_task for t in touched if t in queries})
+        """Mark the annotations an answer event names; the ``reconcile`` job reads each back from
+        Label Studio and records only what Label Studio holds, so a forged event changes nothing."""
+        self.work.notes.mark_answers(image_project, set(_annotation_ids(action, payload)))
         self.submit("reconcile", image_project)
         return {"status": "queued", "job": "reconcile"}
 
@@ -428,11 +423,12 @@ class Backend:
                 maximum_annotations=1,
                 min_annotations_to_start_training=0,
             )
-            with workspace.lock:
+            with self.runner.project_lock(image_project), workspace.lock:
                 state = workspace.state()
                 state.query_project = int(query["id"])
                 workspace.save_state(state)
-            save_link(self.settings.model_dir, int(query["id"]), image_project)
+            with self.runner.project_lock(LINKS_LOCK):
+                save_link(self.settings.model_dir, int(query["id"]), image_project)
         query_project = int(state.query_project or 0)
         for target in (image_project, query_project):
             self._connect(client, target, backend_url)

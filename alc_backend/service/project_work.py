@@ -7,6 +7,8 @@
 - ``export``: write the corrected data set in the VOC layout under ``MODEL_DIR/exports/``;
 - ``write_back``: write the current masks to the image tasks as predictions (skipping tasks
   that already hold the current model version's, so a retried job writes each once);
+- ``recover``: queued for every project when the backend starts: sync the answers given while
+  it was down, recompose every image's labels, finish a fully answered round, write back;
 - ``finish_round``: pull all answers from Label Studio (the source of truth), end the round
   with the round core (audits settle, the correctors write what their audits trust, the next
   round's audits are drawn), retrain, write the corrected masks back to the image tasks under a
@@ -255,10 +257,46 @@ class ProjectWork:
         workspace = self.workspace(project)
         self._write_back(workspace, self.connect(), self.usable_tasks(workspace))
 
-    def reconcile(self, project: int) -> None:
-        """Job: re-apply the answers and drawn masks that changed; finish the round when all are answered."""
+    def recover(self, project: int) -> None:
+        """Job, queued for every project when the backend starts: catch up on what happened while it was down.
+
+        An unprepared project is prepared. Otherwise every answer is synced from Label Studio
+        (webhooks sent meanwhile were lost), every drawn mask read again and every image's labels
+        recomposed; then a round whose queries are all answered is finished, or else the
+        current masks are written back where Label Studio lacks them.
+        """
         workspace = self.workspace(project)
-        answered, drawn = self.notes.take(project)
+        state = workspace.state()
+        if not state.prepared:
+            self.prepare(project)
+            return
+        client = self.connect()
+        if state.query_project is not None:
+            self._sync_answers(workspace, client, state)
+        usable = self.usable_tasks(workspace)
+        self._read_drawn_masks(workspace, set(usable))
+        compose_tasks(workspace, usable)
+        state = workspace.state()
+        if state.round_open and self._round_answered(workspace, state.round):
+            self.finish_round(project)
+        else:
+            self._write_back(workspace, client, usable)
+
+    def reconcile(self, project: int) -> None:
+        """Job: take in the answers and drawn masks that changed; finish the round when all are answered.
+
+        Each annotation a webhook named is read back from Label Studio: what Label Studio holds
+        is recorded (a deletion only once Label Studio has no such annotation), whatever the
+        webhook said. When Label Studio cannot be reached, the marks are put back for the retry.
+        """
+        workspace = self.workspace(project)
+        annotations, drawn = self.notes.take(project)
+        try:
+            answered = self._confirm_answers(workspace, annotations) if annotations else set()
+        except LabelStudioUnavailable:
+            self.notes.mark_answers(project, annotations)
+            self.notes.mark_drawn(project, drawn)
+            raise
         if drawn is None:
             drawn = {task for task, record in workspace.tasks().items() if not record.error}
         if drawn:
@@ -270,6 +308,34 @@ class ProjectWork:
                 self.finish_round(project)
             else:
                 self.submit("finish_round", project)
+
+    def _confirm_answers(self, workspace: Workspace, annotations: set[int]) -> set[int]:
+        """Record what Label Studio holds of ``annotations``; returns the image tasks whose answers changed."""
+        client = self.connect()
+        config = parse_query_config(query_label_config(workspace.state().class_names))
+        queries = workspace.queries()
+        known = workspace.answers()
+        events = []
+        for annotation_id in sorted(annotations):
+            found = client.get_annotation(annotation_id)
+            if found is None:
+                if annotation_id in known:
+                    events.append(AnswerRecord(annotation_id, known[annotation_id].query_task, None, "", deleted=True))
+                continue
+            query_task = found.get("task")
+            if not isinstance(query_task, int) or query_task not in queries:
+                continue
+            try:
+                events.append(answer_from_annotation(found, query_task, config))
+            except LabelConfigError as error:
+                self.note_error(workspace.project, f"annotation {annotation_id} of task {query_task}: {error}")
+        with workspace.lock:
+            answers = workspace.answers()
+            changed = [event for event in events if record_event(answers, event)]
+            if changed:
+                workspace.save_answers(answers)
+        tasks = {answers[event.annotation].query_task for event in changed}
+        return {queries[task].image_task for task in tasks if task in queries}
 
     def _read_drawn_masks(self, workspace: Workspace, tasks: set[int]) -> None:
         """Fetch the newest annotation of each image task in ``tasks`` and keep its mask (or drop the old one)."""
