@@ -219,3 +219,43 @@ def test_a_preparation_in_parts_writes_every_task_back(
         assert not (running.backend.workspace(project["id"]).root / "preparation").exists() or not list(
             (running.backend.workspace(project["id"]).root / "preparation").iterdir()
         )
+
+
+def test_answers_given_while_the_backend_was_down_are_taken_in_when_it_starts(
+    broken_project: dict[str, Any], label_studio: Any, tmp_path: Path
+) -> None:
+    """As after ``kill -9``: the webhooks of every answer of the round were lost; the next start catches up."""
+    settings = BackendSettings(
+        model_dir=tmp_path / "workspace",
+        label_studio_url=label_studio.url,
+        api_key=label_studio.token,
+        num_superpixels=8,
+        round=RoundSettings(queries_per_round=3, image_size=32, epochs=1, device="cpu"),
+    )
+    client: LabelStudioClient = label_studio.client()
+    project = client.create_project("killed", brush_config(CLASSES))["id"]
+    folder = broken_project["folder"]
+    label_studio.add_local_storage(project, folder)
+    url = label_studio.local_file_url
+    client.create_tasks(
+        project, [{"image": url(folder / "good.png"), "pseudo_mask": url(folder / "good_mask.png")}] * 2
+    )
+    with serve_backend(settings) as first:
+        answer = requests.post(f"{first.url}/init", json={"images_project": project}, timeout=120)
+        assert answer.status_code == 200, answer.text
+        first.wait_for_round(project, 1)
+    workspace_dir = settings.model_dir / f"project-{project}"
+    query_project = answer.json()["query_project"]
+    car = [{"from_name": "answer", "to_name": "image", "type": "choices", "value": {"choices": ["car"]}}]
+    query_tasks = client.list_tasks(query_project)
+    assert query_tasks, "round 1 asked something"
+    for task in query_tasks:
+        client.create_annotation(task["id"], car)
+
+    with serve_backend(settings) as second:
+        workspace = second.backend.workspace(project)
+        assert workspace.root == workspace_dir
+        second.wait_for_round(project, 2)
+        answers = workspace.answers()
+        assert sorted(record.query_task for record in answers.values()) == sorted(t["id"] for t in query_tasks)
+        assert {record.answer for record in answers.values()} == {CLASSES.index("car")}

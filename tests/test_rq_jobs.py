@@ -170,13 +170,14 @@ def test_a_worker_killed_mid_round_leaves_the_last_model_and_the_job_is_retried(
             f"{running.url}/webhook", json={"action": "START_TRAINING", "project": {"id": project}}, timeout=10
         )
         assert response.status_code == 200
-        eventually(lambda: bool(running.backend.runner.status()["running"]), "the worker to start the job", 120)
+        redis = Redis.from_url(env["REDIS_URL"])
+        lock = f"alc:{env['ALC_QUEUE']}:lock:{project}"
+        eventually(lambda: bool(redis.exists(lock)), "the worker's work horse to take the project's lock", 120)
         kill_worker(doomed)
     assert hashlib.sha256(checkpoint.read_bytes()).hexdigest() == before, "the last good model was replaced"
     load_checkpoint(checkpoint)
     # What rq's maintenance does once the dead worker's heartbeat has lapsed, done now: the
     # abandoned job is retried. Its project lock still expires on its own (LOCK_TTL_S).
-    redis = Redis.from_url(env["REDIS_URL"])
     StartedJobRegistry(queue=Queue(env["ALC_QUEUE"], connection=redis)).cleanup(timestamp=time.time() + 3600)
     with rq_worker(env, tmp_path / "rescuer.log"):
         eventually(
