@@ -224,7 +224,11 @@ def test_a_preparation_in_parts_writes_every_task_back(
 def test_answers_given_while_the_backend_was_down_are_taken_in_when_it_starts(
     broken_project: dict[str, Any], label_studio: Any, tmp_path: Path
 ) -> None:
-    """As after ``kill -9``: the webhooks of every answer of the round were lost; the next start catches up."""
+    """As after ``kill -9``: the webhooks of every answer of the round were lost; the next start catches up.
+
+    Its two images have so few superpixels that round 1 asks about all of them: the round ends
+    and no round 2 follows.
+    """
     settings = BackendSettings(
         model_dir=tmp_path / "workspace",
         label_studio_url=label_studio.url,
@@ -255,7 +259,8 @@ def test_answers_given_while_the_backend_was_down_are_taken_in_when_it_starts(
     with serve_backend(settings) as second:
         workspace = second.backend.workspace(project)
         assert workspace.root == workspace_dir
-        second.wait_for_round(project, 2)
+        eventually(lambda: workspace.state().model_version == "alc-r1", "round 1 to end", 600)
+        second.wait()
         answers = workspace.answers()
         assert sorted(record.query_task for record in answers.values()) == sorted(t["id"] for t in query_tasks)
         assert {record.answer for record in answers.values()} == {CLASSES.index("car")}

@@ -19,8 +19,11 @@ Studio's database holds the human answers. Layout of ``MODEL_DIR/project-<id>/``
     auto_corrections.jsonl    every automatic correction, in the order written
     model.safetensors         the latest trained model
 
-``MODEL_DIR/links.json`` maps query project ids to their image project. Every file is
-written atomically (temporary file + rename).
+``MODEL_DIR/links.json`` maps query project ids to their image project, and
+``MODEL_DIR/label-studio.json`` holds the Label Studio address pinned by the first ``/setup``
+when ``LABEL_STUDIO_URL`` is unset. Every file is written atomically and durably (temporary
+file, flushed, renamed; see :mod:`alc_backend.atomic`); a file that is not JSON raises
+:class:`WorkspaceError`, which affects its own project only.
 """
 
 from __future__ import annotations
