@@ -1,4 +1,6 @@
-"""Atomic file writes: a temporary file in the target's folder, then ``os.replace``."""
+"""Atomic, durable file writes: a temporary file in the target's folder, flushed to disk, then
+``os.replace`` and a flush of the folder, so that after a crash or a power loss the file is
+either the old one or the complete new one."""
 
 from __future__ import annotations
 
@@ -21,11 +23,22 @@ def write_atomically(path: str | os.PathLike[str], write: Callable[[str], None])
     os.close(fd)
     try:
         write(tmp)
+        _fsync(tmp, os.O_RDONLY)
         os.replace(tmp, target)
+        _fsync(target.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _fsync(path: str | os.PathLike[str], flags: int) -> None:
+    """Flush ``path`` (a file, or a folder's entries) to the disk."""
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_text_atomically(path: str | os.PathLike[str], text: str) -> None:

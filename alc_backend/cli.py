@@ -93,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.set_defaults(handler=run_weights)
 
     serve = commands.add_parser("serve", help="run the Label Studio ML backend (settings from the environment)")
-    serve.add_argument("--host", default="0.0.0.0", help="interface to listen on (default 0.0.0.0)")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; another needs a login)"
+    )
     serve.add_argument("--port", type=int, default=9090, help="port (default 9090)")
     serve.add_argument("--model-dir", type=Path, help="workspace folder (default: $MODEL_DIR or ./alc-workspace)")
     serve.set_defaults(handler=run_serve)
@@ -122,10 +124,6 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--images-project", type=int, required=True, help="id of the Label Studio image project")
     init.add_argument(
         "--backend", default="http://127.0.0.1:9090", help="the running backend (default http://127.0.0.1:9090)"
-    )
-    init.add_argument(
-        "--backend-url",
-        help="the backend's URL as Label Studio reaches it, if not --backend (e.g. http://alc-backend:9090 in compose)",
     )
     init.add_argument(
         "--title", help="title of the query project (default: the image project's + ' · correction queries')"
@@ -315,10 +313,48 @@ def run_serve(args: argparse.Namespace) -> int:
     settings = BackendSettings.from_env()
     if args.model_dir is not None:
         settings = dataclasses.replace(settings, model_dir=args.model_dir)
+    if not settings.backend_url:
+        settings = dataclasses.replace(settings, backend_url=serving_url(args.host, args.port))
+    if not settings.basic_auth_user and not is_loopback(args.host):
+        print(
+            f"warning: serving on {args.host} without a login: anyone who reaches this address can use the backend; "
+            "set BASIC_AUTH_USER and BASIC_AUTH_PASS",
+            file=sys.stderr,
+        )
     app = create_app(settings)
-    print(f"alc-backend serving on http://{args.host}:{args.port} (workspace {settings.model_dir.resolve()})")
+    print(
+        f"alc-backend serving on http://{args.host}:{args.port} as {settings.backend_url} "
+        f"(workspace {settings.model_dir.resolve()})"
+    )
     app.run(host=args.host, port=args.port, threaded=True)
     return 0
+
+
+def backend_login() -> tuple[str, str] | None:
+    """The backend's login from ``BASIC_AUTH_USER``/``BASIC_AUTH_PASS``, for the commands that call it."""
+    user = os.environ.get("BASIC_AUTH_USER", "").strip()
+    return (user, os.environ.get("BASIC_AUTH_PASS", "").strip()) if user else None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) is this machine's loopback."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serving_url(host: str, port: int) -> str:
+    """The backend's address for Label Studio when ``ALC_BACKEND_URL`` is unset: the served host, or
+    127.0.0.1 when it serves on every interface."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}"
 
 
 def run_worker(args: argparse.Namespace) -> int:
@@ -359,9 +395,12 @@ def run_status(args: argparse.Namespace) -> int:
     import requests
 
     try:
-        health = requests.get(f"{args.backend.rstrip('/')}/health", timeout=30).json()
+        response = requests.get(f"{args.backend.rstrip('/')}/health", timeout=30, auth=backend_login())
+        health = response.json()
     except (requests.RequestException, ValueError) as error:
         raise ValueError(f"cannot read {args.backend}/health: {error}") from error
+    if response.status_code != 200:
+        raise ValueError(f"{args.backend}/health answered {response.status_code}: {health.get('error')}")
     jobs = health["jobs"]
     print(f"jobs ({jobs['runner']}): {jobs.get('error') or ''}".rstrip())
     if "workers" in jobs:
@@ -372,10 +411,13 @@ def run_status(args: argparse.Namespace) -> int:
         for job in entries:
             print(f"  {state}: {job['kind']} of project {job['project']}")
     for job in jobs.get("failed", []):
-        last_line = (job.get("traceback") or job.get("error") or "").strip().splitlines()[-1:]
+        last_line = (job.get("error") or "").strip().splitlines()[-1:]
         print(f"  failed: {job['kind']} of project {job['project']}: {' '.join(last_line)}")
     print(f"  done: {jobs.get('done', 0)}")
     for project, state in health["projects"].items():
+        if "error" in state:
+            print(f"project {project}: {state['error']}")
+            continue
         round_state = "open" if state["round_open"] else "closed"
         print(
             f"project {project}: {state['tasks']} tasks, round {state['round']} ({round_state}), "
@@ -400,9 +442,9 @@ def run_status(args: argparse.Namespace) -> int:
 def run_init(args: argparse.Namespace) -> int:
     import requests
 
-    body = {"images_project": args.images_project, "title": args.title, "backend_url": args.backend_url}
+    body = {"images_project": args.images_project, "title": args.title}
     try:
-        response = requests.post(f"{args.backend.rstrip('/')}/init", json=body, timeout=120)
+        response = requests.post(f"{args.backend.rstrip('/')}/init", json=body, timeout=120, auth=backend_login())
     except requests.RequestException as error:
         raise ValueError(f"cannot reach the backend at {args.backend}: {error}") from error
     answer = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
@@ -418,6 +460,7 @@ def run_export(args: argparse.Namespace) -> int:
 
     from alc_backend.labelstudio.client import LabelStudioClient
     from alc_backend.service.export import export_project
+    from alc_backend.service.settings import BackendSettings
 
     url = args.url or os.environ.get("LABEL_STUDIO_URL", "")
     key = args.api_key or os.environ.get("LABEL_STUDIO_API_KEY", "")
@@ -425,7 +468,10 @@ def run_export(args: argparse.Namespace) -> int:
         raise ValueError(
             "give Label Studio's address and key: --url/--api-key or LABEL_STUDIO_URL/LABEL_STUDIO_API_KEY"
         )
-    summary = export_project(LabelStudioClient(url, key), args.project, args.out)
+    settings = BackendSettings.from_env()
+    summary = export_project(
+        LabelStudioClient(url, key), args.project, args.out, settings.source_rules(), settings.max_image_pixels
+    )
     print(f"wrote {len(summary.sources)} images and masks to {args.out}")
     for task, reason in summary.skipped.items():
         print(f"skipped task {task}: {reason}")

@@ -6,7 +6,8 @@ thread, so the HTTP handlers only enqueue and answer at once. Submitting a job t
 waiting is a no-op (a burst of webhooks becomes one job); a job submitted while the same job
 runs is queued once more, so work that started on older data is always followed by one run
 on the newest. A job that fails because Label Studio is unreachable is retried later with
-growing delays; any other failure is kept, with its traceback, in :meth:`status`.
+growing delays; any other failure is kept in :meth:`status` as its exception's type and
+message (the log has the traceback; ``/jobs`` needs no login and shows no code).
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import traceback
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -29,6 +30,10 @@ class QueueUnavailable(RuntimeError):
     """The job queue (Redis) cannot be reached; the message names its URL."""
 
 
+class ProjectBusy(RuntimeError):
+    """A job held the project's lock for longer than a request may wait; the message says which project."""
+
+
 class JobRunner(Protocol):
     """What the server needs from a runner."""
 
@@ -38,13 +43,14 @@ class JobRunner(Protocol):
 
     def wait_idle(self, timeout_s: float) -> bool: ...
 
+    def project_lock(self, project: int) -> AbstractContextManager[None]: ...
+
 
 @dataclass
 class _Failure:
     kind: str
     project: int
     error: str
-    traceback: str
     attempts: int
     at: float = field(default_factory=time.time)
 
@@ -108,6 +114,10 @@ class InProcessRunner:
                 self._condition.wait(min(remaining, 0.5))
             return True
 
+    def project_lock(self, project: int) -> AbstractContextManager[None]:
+        """No lock: the jobs run in this process and guard their files with the workspace's own lock."""
+        return nullcontext()
+
     def stop(self) -> None:
         with self._condition:
             self._stopped = True
@@ -136,7 +146,6 @@ class InProcessRunner:
                 outcome: BaseException | None = None
             except Exception as error:
                 outcome = error
-                details = traceback.format_exc()
             with self._condition:
                 self._running = None
                 if outcome is None:
@@ -146,8 +155,9 @@ class InProcessRunner:
                     logger.warning("job %s of project %s failed (%s); retrying in %.0f s", *key, outcome, delay)
                     self._delayed.append((time.monotonic() + delay, key, attempt + 1))
                 else:
-                    logger.error("job %s of project %s failed: %s", *key, outcome)
-                    self._failures.append(_Failure(key[0], key[1], str(outcome), details, attempt + 1))
+                    logger.error("job %s of project %s failed", *key, exc_info=outcome)
+                    error_text = f"{type(outcome).__name__}: {outcome}"
+                    self._failures.append(_Failure(key[0], key[1], error_text, attempt + 1))
                 self._condition.notify_all()
 
     def _next_item(self) -> tuple[JobKey, int] | None:

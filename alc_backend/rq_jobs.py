@@ -16,7 +16,8 @@ Redis keep apart.
   worker), so the next job is never blocked for long.
 - **Failures.** A job that raises is retried once after ``ALC_JOB_RETRY_DELAY_S``; a job whose worker
   was killed is retried by rq's clean-up of abandoned jobs once its heartbeat lapses. A job
-  that fails twice stays in rq's failed registry with its traceback (``status``). Checkpoints
+  that fails twice stays in rq's failed registry (``status`` shows its exception's last line,
+  the worker's log its traceback). Checkpoints
   are written atomically, so the last good model keeps serving meanwhile.
 
 rq and redis are imported here only: the embedded default runs without them installed.
@@ -28,7 +29,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from redis import Redis
@@ -37,13 +38,13 @@ from rq import Queue, Retry, Worker
 from rq.job import Job
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 
-from alc_backend.jobs import QueueUnavailable
+from alc_backend.jobs import ProjectBusy, QueueUnavailable
 from alc_backend.labelstudio.client import LabelStudioClient
 from alc_backend.service.notes import RedisNotes
 from alc_backend.service.project_work import ProjectWork
 from alc_backend.service.settings import BackendSettings
 
-JOB_KINDS = ("prepare", "prepare_part", "reconcile", "finish_round", "write_back", "export")
+JOB_KINDS = ("prepare", "prepare_part", "reconcile", "finish_round", "write_back", "export", "recover")
 UNLOCKED_KINDS = ("prepare_part",)
 """Jobs that run beside the project's other jobs: the parts of a preparation write disjoint files."""
 JOB_TIMEOUT_S = 24 * 3600
@@ -54,6 +55,8 @@ LOCK_TTL_S = 60
 """A project's lock expires this long after its holder last renewed it."""
 LOCK_WAIT_S = 600
 """How long a job waits for its project's lock before failing (and being retried)."""
+REQUEST_LOCK_WAIT_S = 30
+"""How long a request of the web process waits for its project's lock (503 after)."""
 
 
 def connect_redis(url: str) -> Redis:
@@ -126,6 +129,13 @@ class RQRunner:
         except RedisError as error:
             return {"runner": "rq", "queue": self.queue.name, "error": f"Redis is unreachable: {error}"}
 
+    def project_lock(self, project: int) -> AbstractContextManager[None]:
+        """The lock the workers hold while they work on ``project``, for the web process's own writes.
+
+        A request waits for it at most ``REQUEST_LOCK_WAIT_S``, then gets ProjectBusy.
+        """
+        return project_lock(self.redis, f"{key_prefix(self.queue.name)}:lock:{project}", REQUEST_LOCK_WAIT_S)
+
     def wait_idle(self, timeout_s: float) -> bool:
         """Block until no job is queued, scheduled for a retry or running; False on timeout."""
         deadline = time.monotonic() + timeout_s
@@ -165,11 +175,14 @@ def run_job(kind: str, project: int) -> None:
 
 
 @contextmanager
-def project_lock(redis: Redis, name: str) -> Iterator[None]:
-    """Hold the Redis lock ``name`` for the block, renewing it every ``LOCK_TTL_S / 3`` seconds."""
-    lock = redis.lock(name, timeout=LOCK_TTL_S, blocking_timeout=LOCK_WAIT_S, thread_local=False)
+def project_lock(redis: Redis, name: str, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
+    """Hold the Redis lock ``name`` for the block, renewing it every ``LOCK_TTL_S / 3`` seconds.
+
+    Raises ProjectBusy when another holder keeps it for more than ``wait_s`` seconds.
+    """
+    lock = redis.lock(name, timeout=LOCK_TTL_S, blocking_timeout=wait_s, thread_local=False)
     if not lock.acquire():
-        raise TimeoutError(f"{name} stayed held by another job for {LOCK_WAIT_S} s")
+        raise ProjectBusy(f"{name} stayed held by a job for {wait_s:g} s; try again once it is done")
     stop = threading.Event()
 
     def renew() -> None:
@@ -220,6 +233,7 @@ def _describe(job: Job, with_error: bool = False) -> dict[str, Any]:
     }
     if with_error:
         result = job.latest_result()
-        described["traceback"] = result.exc_string if result is not None else None
+        lines = (result.exc_string or "").strip().splitlines() if result is not None else []
+        described["error"] = lines[-1] if lines else None
         described["ended_at"] = job.ended_at.isoformat() if job.ended_at else None
     return described

@@ -4,24 +4,34 @@ Endpoints: ``GET /health``, ``POST /setup``, ``POST /predict``, ``POST /webhook`
 ``GET /versions``, ``POST /train`` (older Label Studio versions), plus ``POST /init`` (create the
 query project of an image project), ``POST /export`` (queue an export to the workspace) and
 ``GET /jobs``. Every error is JSON: ``{"error": ...}``
-with 400 for a malformed request, 422 for an answer the backend cannot read, 503 when Label
-Studio is unreachable. Run it with ``alc-backend serve`` (Flask's threaded server) or, in
+with 400 for a malformed request, 401 without the login when one is set, 403 for an operator
+action from elsewhere, 413 for a body over ``ALC_MAX_REQUEST_MB``, 503 when Label Studio or
+Redis is unreachable, and 500, without details, for a
+fault of the backend (the log has them).
+
+``/init``, ``/train``, ``/export`` and the ``START_TRAINING`` webhook are operator actions: with
+a login set, anyone who has it; without one, only callers on this machine (loopback). Run it
+with ``alc-backend serve`` (Flask's threaded server) or, in
 production, ``gunicorn -w 1 --threads 8 'alc_backend.server:create_app()'`` (one process: the
 in-process job runner lives in it).
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
 import logging
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
 
-from alc_backend.jobs import QueueUnavailable
+from alc_backend.jobs import ProjectBusy, QueueUnavailable
 from alc_backend.labelstudio.client import LabelStudioAPIError, LabelStudioUnavailable
 from alc_backend.service.backend import Backend, BadRequest
 from alc_backend.service.settings import BackendSettings
+from alc_backend.service.workspace import WorkspaceError
 
 logger = logging.getLogger(__name__)
 
@@ -32,13 +42,27 @@ def create_app(settings: BackendSettings | None = None, backend: Backend | None 
     backend = backend or Backend(settings)
     app = Flask("alc_backend")
     app.config["backend"] = backend
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_mb * 2**20
+
+    def require_operator(action: str) -> None:
+        if settings.basic_auth_user or _from_loopback():
+            return
+        raise BadRequest(
+            f"{action} is an operator action: call it from the backend's machine, or set BASIC_AUTH_USER and "
+            "BASIC_AUTH_PASS and call it with that login",
+            403,
+        )
 
     @app.before_request
     def check_basic_auth() -> Response | None:
         if not settings.basic_auth_user:
             return None
         auth = request.authorization
-        if auth and auth.username == settings.basic_auth_user and auth.password == settings.basic_auth_pass:
+        if (
+            auth is not None
+            and hmac.compare_digest(str(auth.username or ""), settings.basic_auth_user)
+            and hmac.compare_digest(str(auth.password or ""), settings.basic_auth_pass)
+        ):
             return None
         response = jsonify(error="authentication required")
         response.status_code = 401
@@ -53,9 +77,17 @@ def create_app(settings: BackendSettings | None = None, backend: Backend | None 
     def unavailable(error: LabelStudioUnavailable) -> tuple[Response, int]:
         return jsonify(error=str(error)), 503
 
+    @app.errorhandler(ProjectBusy)
+    def busy(error: ProjectBusy) -> tuple[Response, int]:
+        return jsonify(error=str(error)), 503
+
     @app.errorhandler(QueueUnavailable)
     def queue_unavailable(error: QueueUnavailable) -> tuple[Response, int]:
         return jsonify(error=str(error)), 503
+
+    @app.errorhandler(WorkspaceError)
+    def corrupt_workspace(error: WorkspaceError) -> tuple[Response, int]:
+        return jsonify(error=str(error)), 500
 
     @app.errorhandler(LabelStudioAPIError)
     def api_error(error: LabelStudioAPIError) -> tuple[Response, int]:
@@ -68,6 +100,22 @@ def create_app(settings: BackendSettings | None = None, backend: Backend | None 
     @app.errorhandler(405)
     def wrong_method(_: Exception) -> tuple[Response, int]:
         return jsonify(error=f"{request.path} does not accept {request.method}"), 405
+
+    @app.errorhandler(413)
+    def too_large(_: Exception) -> tuple[Response, int]:
+        return jsonify(error=f"the request body is larger than ALC_MAX_REQUEST_MB ({settings.max_request_mb} MB)"), 413
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> tuple[Response, int]:
+        return jsonify(error=f"{error.code} {error.name}"), error.code or 500
+
+    @app.errorhandler(Exception)
+    def internal_error(error: Exception) -> tuple[Response, int]:
+        logger.exception("%s %s failed", request.method, request.path)
+        return jsonify(
+            error=f"the backend failed on {request.method} {request.path} ({type(error).__name__}); "
+            "its log has the details"
+        ), 500
 
     @app.get("/")
     @app.get("/health")
@@ -90,14 +138,18 @@ def create_app(settings: BackendSettings | None = None, backend: Backend | None 
     def predict() -> Response:
         body = _json_body()
         tasks = _field(body, "tasks", list)
-        if not all(isinstance(task, dict) and "id" in task for task in tasks):
-            raise BadRequest("every item of 'tasks' must be a task object with an 'id'")
+        for index, task in enumerate(tasks):
+            if not isinstance(task, dict) or not _is_id(task.get("id")):
+                raise BadRequest(f"tasks[{index}] must be a task object with an integer 'id'")
         results = backend.predict(_field(body, "project", (str, int)), tasks, str(body.get("label_config") or ""))
         return jsonify(results=results)
 
     @app.post("/webhook")
     def webhook() -> Response:
-        return jsonify(backend.webhook(_json_body()))
+        body = _json_body()
+        if body.get("action") == "START_TRAINING":
+            require_operator("START_TRAINING")
+        return jsonify(backend.webhook(body))
 
     @app.route("/versions", methods=["GET", "POST"])
     def versions() -> Response:
@@ -105,6 +157,7 @@ def create_app(settings: BackendSettings | None = None, backend: Backend | None 
 
     @app.post("/train")
     def train() -> Response:
+        require_operator("/train")
         body = _json_body()
         return jsonify(
             backend.webhook({"action": "START_TRAINING", "project": _field(body, "project", (str, int, dict))})
@@ -112,16 +165,27 @@ def create_app(settings: BackendSettings | None = None, backend: Backend | None 
 
     @app.post("/init")
     def init() -> Response:
+        require_operator("/init")
         body = _json_body()
         images_project = _field(body, "images_project", (int, str))
-        backend_url = settings.backend_url or str(body.get("backend_url") or "") or request.host_url
+        if not _is_id(images_project):
+            raise BadRequest(f"'images_project' must be an integer project id, got {images_project!r}")
+        if not settings.backend_url:
+            raise BadRequest(
+                "the backend does not know its own address as Label Studio reaches it: set ALC_BACKEND_URL "
+                "(alc-backend serve sets it from --host and --port)"
+            )
         title = body.get("title")
-        result = backend.init_queries(int(images_project), backend_url, str(title) if title else None)
+        result = backend.init_queries(int(images_project), settings.backend_url, str(title)[:200] if title else None)
         return jsonify(result)
 
     @app.post("/export")
     def export() -> Response:
-        project = int(_field(_json_body(), "project", (int, str)))
+        require_operator("/export")
+        project = _field(_json_body(), "project", (int, str))
+        if not _is_id(project):
+            raise BadRequest(f"'project' must be an integer project id, got {project!r}")
+        project = int(project)
         backend.submit("export", project)
         return jsonify(status="queued", job="export", folder=str(backend.work.export_folder(project)))
 
@@ -139,9 +203,26 @@ def _json_body() -> dict[str, Any]:
         body = json.loads(raw or b"null")
     except ValueError as error:
         raise BadRequest(f"the request body is not valid JSON: {error}") from error
+    except RecursionError:
+        raise BadRequest("the request body is JSON nested too deeply") from None
     if not isinstance(body, dict):
         raise BadRequest(f"the request body must be a JSON object, got {type(body).__name__}")
     return body
+
+
+def _is_id(value: Any) -> bool:
+    """Whether ``value`` is an id: a non-negative int (not a bool) or a string of digits."""
+    if isinstance(value, bool):
+        return False
+    return (isinstance(value, int) and value >= 0) or (isinstance(value, str) and value.isdigit())
+
+
+def _from_loopback() -> bool:
+    """Whether the request comes from this machine."""
+    try:
+        return ipaddress.ip_address(request.remote_addr or "").is_loopback
+    except ValueError:
+        return False
 
 
 def _field(body: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:

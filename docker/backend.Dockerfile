@@ -30,6 +30,7 @@ WORKDIR /home/alc
 ENV MODEL_DIR=/data/workspace
 
 EXPOSE 9090
+# `status` reads /health with the login in BASIC_AUTH_USER/BASIC_AUTH_PASS, if set, and fails without an answer.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9090/health', timeout=8)"]
+    CMD ["alc-backend", "status", "--backend", "http://127.0.0.1:9090"]
 CMD ["alc-backend", "serve", "--host", "0.0.0.0", "--port", "9090"]

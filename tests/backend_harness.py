@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -9,6 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from labelstudio_server import free_port
 from werkzeug.serving import make_server
 
 from alc_backend.server import create_app
@@ -53,13 +55,20 @@ class RunningBackend:
 def serve_backend(
     settings: BackendSettings, retry_delays_s: tuple[float, ...] = (2.0, 4.0, 8.0, 16.0, 32.0)
 ) -> Iterator[RunningBackend]:
-    """Run the backend's Flask app on a free port in a thread for the duration of the block."""
+    """Run the backend's Flask app on a free port in a thread for the duration of the block.
+
+    Unless ``settings`` name the backend's address, it is the served one, as ``alc-backend serve`` does.
+    """
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    if not settings.backend_url:
+        settings = dataclasses.replace(settings, backend_url=url)
     backend = Backend(settings, retry_delays_s=retry_delays_s)
-    server = make_server("127.0.0.1", 0, create_app(settings, backend), threaded=True)
+    server = make_server("127.0.0.1", port, create_app(settings, backend), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield RunningBackend(f"http://127.0.0.1:{server.server_port}", backend)
+        yield RunningBackend(url, backend)
     finally:
         server.shutdown()
         stop = getattr(backend.runner, "stop", None)

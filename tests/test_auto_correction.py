@@ -352,9 +352,7 @@ def test_j4_blocks_a_classifier_whose_answers_carry_no_information() -> None:
     # random features, random answers; nothing labelled before, so every held-out case is decided
     answered = AnsweredSuperpixels(rng.normal(size=(40, 3)), answers, np.full(40, 255), np.eye(2)[answers])
     # every other criterion made lenient: with 2 classes the confidence is always >= 0.5
-    config = LCMConfig(
-        hidden=(32,), epochs=100, lr=1e-2, tau=0.5, alpha=0.0, model_confidence=0.0, min_precision=0.8
-    )
+    config = LCMConfig(hidden=(32,), epochs=100, lr=1e-2, tau=0.5, alpha=0.0, model_confidence=0.0, min_precision=0.8)
     candidates = rng.normal(size=(8, 3))
     labels = np.full(8, 255)
     proposal = propose_corrections(answered, candidates, labels, np.full((8, 2), 0.5), 2, config)

@@ -180,7 +180,8 @@ def test_cmd_is_a_real_alc_backend_command(name: str) -> None:
         assert words[1] == "serve"
         assert args.port == 9090
         assert "9090" in arguments_of(DOCKERFILES[name], "EXPOSE")
-        assert f"127.0.0.1:{args.port}/health" in arguments_of(DOCKERFILES[name], "HEALTHCHECK")[0]
+        check = json.loads(arguments_of(DOCKERFILES[name], "HEALTHCHECK")[0].split("CMD", 1)[1])
+        assert check[1] == "status" and parse_command_line(check).backend == f"http://127.0.0.1:{args.port}"
     else:
         assert words[1] == "worker"
         assert args.queues == [BackendSettings.from_env(resolved_environment("worker")).queue]

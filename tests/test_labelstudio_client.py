@@ -22,6 +22,7 @@ from alc_backend.labelstudio.client import (
     LabelStudioUnavailable,
     is_personal_access_token,
 )
+from alc_backend.service.downloads import SourceRules, TaskFiles
 
 BRUSH_CONFIG = (
     '<View><Image name="image" value="$image"/><BrushLabels name="tag" toName="image">'
@@ -165,16 +166,6 @@ def test_gateway_errors_are_retried_and_client_errors_are_not() -> None:
         stub.close()
 
 
-def test_download_from_another_host_sends_no_credentials() -> None:
-    stub = StubServer(lambda method, path, body: (200, b"image-bytes"))
-    try:
-        client = LabelStudioClient(f"http://127.0.0.1:{free_port()}", LEGACY_TOKEN, retries=0)
-        assert client.download(f"{stub.url}/picture.png") == b"image-bytes"
-        assert stub.requests == [("GET", "/picture.png", None, None)]
-    finally:
-        stub.close()
-
-
 # ---- against Label Studio ---------------------------------------------------------------------------------
 
 
@@ -202,8 +193,9 @@ def test_local_images_are_served_through_a_local_storage(
     assert [task["data"]["image"] for task in tasks] == urls
     assert all(task["annotations"] == [] and task["predictions"] == [] for task in tasks)
     assert urls[1] == "/data/local-files/?d=local-images/img1.png"
+    task_files = TaskFiles(client, SourceRules())
     for url, content in zip(urls, contents, strict=True):
-        assert client.download(url) == content
+        assert task_files.read(url) == content, "read from Label Studio's own host with the backend's token"
     assert client.get_task(task_ids[2])["data"]["image"] == urls[2]
 
 

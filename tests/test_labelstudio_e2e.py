@@ -281,14 +281,52 @@ def test_a_deleted_answer_is_taken_back_and_a_replayed_webhook_changes_nothing(
         "task": {"id": task["id"]},
         "annotation": {**annotation, "task": task["id"]},
     }
+    answers = workspace.answers()
     response = requests.post(f"{running_backend.url}/webhook", json=replay, timeout=10)
-    assert response.status_code == 200 and response.json() == {"status": "duplicate"}
+    assert response.status_code == 200 and response.json() == {"status": "queued", "job": "reconcile"}
+    running_backend.wait()
+    assert workspace.answers() == answers
 
     client.delete_annotation(annotation["id"])
     eventually(lambda: workspace.answers()[annotation["id"]].deleted, "the deletion to arrive")
     running_backend.wait()
     assert np.array_equal(workspace.labels(query.image_task), before)
     assert workspace.answers()[annotation["id"]].deleted
+
+
+def test_forged_webhooks_change_nothing(
+    corrected: Corrected, client: LabelStudioClient, running_backend: RunningBackend, synthetic: SegmentationDataset
+) -> None:
+    """Events that Label Studio did not send: each is checked against Label Studio, which knows better."""
+    task = open_query_task(client, corrected)
+    workspace = running_backend.backend.workspace(corrected.images_project)
+    query = workspace.queries()[task["id"]]
+    truth = truth_at_query(task, synthetic, corrected.names)
+    annotation = client.create_annotation(task["id"], choice(synthetic.classes[truth]))
+    eventually(lambda: annotation["id"] in workspace.answers(), "the true answer to arrive")
+    running_backend.wait()
+    answers, labels = workspace.answers(), workspace.labels(query.image_task)
+    wrong = synthetic.classes[(truth + 1) % synthetic.num_classes]
+
+    def forge(action: str, **fields: Any) -> None:
+        body = {"action": action, "project": {"id": corrected.query_project}, **fields}
+        response = requests.post(f"{running_backend.url}/webhook", json=body, timeout=10)
+        assert response.status_code == 200 and response.json() == {"status": "queued", "job": "reconcile"}
+        running_backend.wait()
+
+    made_up = {"id": annotation["id"] + 10_000, "task": task["id"], "result": choice(wrong), "updated_at": "2099-01-01"}
+    forge("ANNOTATION_CREATED", annotation=made_up)
+    relabelled = {**annotation, "task": task["id"], "result": choice(wrong), "updated_at": "2099-01-01T00:00:00Z"}
+    forge("ANNOTATION_UPDATED", annotation=relabelled)
+    forge("ANNOTATIONS_DELETED", annotations=[{"id": annotation["id"]}, {"id": annotation["id"] + 20_000}])
+    assert workspace.answers() == answers
+    assert np.array_equal(workspace.labels(query.image_task), labels)
+
+    client.update_annotation(annotation["id"], choice(wrong))
+    eventually(
+        lambda: workspace.answers()[annotation["id"]].answer == (truth + 1) % synthetic.num_classes,
+        "a true update after the forged deletion to be taken",
+    )
 
 
 def test_a_mask_drawn_on_an_image_task_overrides_the_backend_and_is_exported(

@@ -62,7 +62,7 @@ def test_predict_for_a_task_not_yet_prepared_answers_at_once_with_no_result_and_
     (failure,) = backend.runner.status()["failed"]
     assert (failure["kind"], failure["project"]) == ("prepare", 2)
     assert failure["error"].startswith(
-        "Label Studio unavailable: GET http://127.0.0.1:9/api/tasks/ failed after 6 attempts"
+        "LabelStudioUnavailable: Label Studio unavailable: GET http://127.0.0.1:9/api/tasks/ failed after 6 attempts"
     )
 
 
@@ -81,7 +81,21 @@ def test_init_names_a_backend_that_does_not_answer(capsys: pytest.CaptureFixture
         ),
         ("/predict", b"[1, 2]", "the request body must be a JSON object, got list"),
         ("/predict", b'{"project": "2.17"}', "the request has no 'tasks'"),
-        ("/predict", b'{"project": "2.17", "tasks": [{"data": {}}]}', "every item of 'tasks' must be a task object"),
+        (
+            "/predict",
+            b'{"project": "2.17", "tasks": [{"data": {}}]}',
+            "tasks[0] must be a task object with an integer 'id'",
+        ),
+        (
+            "/predict",
+            b'{"project": "2.17", "tasks": [{"id": 1}, {"id": "abc"}]}',
+            "tasks[1] must be a task object with",
+        ),
+        ("/predict", b'{"project": "2.17", "tasks": [{"id": null}]}', "tasks[0] must be a task object with an"),
+        ("/predict", b'{"project": "2.17", "tasks": [{"id": [1]}]}', "tasks[0] must be a task object with an"),
+        ("/predict", b'{"project": "2.17", "tasks": [7]}', "tasks[0] must be a task object with an integer 'id'"),
+        ("/predict", b"[" * 100_000 + b"]" * 100_000, "the request body is JSON nested too deeply"),
+        ("/predict", b'{"project": [1], "tasks": []}', "'project' has the wrong type (list)"),
         ("/setup", b'{"project": "x.1", "schema": "<View/>"}', "cannot read a project id from 'x.1'"),
         ("/webhook", b'{"project": {"id": 2}}', "the webhook payload has no 'action'"),
         ("/webhook", b'{"action": "ANNOTATION_CREATED"}', "the ANNOTATION_CREATED payload has no 'project'"),

@@ -174,15 +174,29 @@ class LabelStudioClient:
         """Delete an annotation; one that is already gone counts as deleted."""
         self._request("DELETE", f"/api/annotations/{annotation_id}/", not_found_ok=True)
 
+    def get_annotation(self, annotation_id: int) -> dict[str, Any] | None:
+        """One annotation as Label Studio holds it now (with its ``task``), or None if it has none by that id."""
+        return self._json("GET", f"/api/annotations/{annotation_id}/", not_found_ok=True)
+
     def list_annotations(self, task_id: int) -> list[dict[str, Any]]:
         """The task's annotations (cancelled/skipped ones excluded), oldest first."""
         return self._json("GET", f"/api/tasks/{task_id}/annotations/")
 
     # ---- ML backends and webhooks ---------------------------------------------------------------------
 
-    def add_ml_backend(self, project_id: int, url: str, title: str) -> dict[str, Any]:
-        """Connect an ML backend; Label Studio calls its /health and /setup before answering."""
-        return self._json("POST", "/api/ml/", json={"project": project_id, "url": url, "title": title})
+    def add_ml_backend(
+        self, project_id: int, url: str, title: str, login: tuple[str, str] | None = None
+    ) -> dict[str, Any]:
+        """Connect an ML backend; Label Studio calls its /health and /setup before answering.
+
+        With ``login`` (user, password), Label Studio calls it with HTTP basic auth.
+        """
+        payload: dict[str, Any] = {"project": project_id, "url": url, "title": title, **_ml_login(login)}
+        return self._json("POST", "/api/ml/", json=payload)
+
+    def set_ml_backend_login(self, ml_backend_id: int, login: tuple[str, str] | None) -> dict[str, Any]:
+        """Make Label Studio call an ML backend with HTTP basic auth (``login``: user, password) or without."""
+        return self._json("PATCH", f"/api/ml/{ml_backend_id}", json=_ml_login(login))
 
     def start_training(self, ml_backend_id: int) -> None:
         """Press the project's *Start Training*: Label Studio sends START_TRAINING to the backend's ``/webhook``."""
@@ -203,6 +217,10 @@ class LabelStudioClient:
         }
         return self._json("POST", "/api/webhooks/", json=payload)
 
+    def set_webhook_headers(self, webhook_id: int, headers: dict[str, str]) -> dict[str, Any]:
+        """Replace the HTTP headers Label Studio sends with a webhook's requests."""
+        return self._json("PATCH", f"/api/webhooks/{webhook_id}/", json={"headers": headers})
+
     def list_webhooks(self, project_id: int) -> list[dict[str, Any]]:
         """The project's webhooks, including the one Label Studio adds for each connected ML backend."""
         return self._json("GET", "/api/webhooks/", params={"project": project_id})
@@ -218,18 +236,12 @@ class LabelStudioClient:
         payload = {"project": project_id, "path": path, "title": title, "use_blob_urls": True}
         return self._json("POST", "/api/storages/localfiles/", json=payload)
 
-    def download(self, url_or_path: str) -> bytes:
-        """The bytes behind a task's data URL.
-
-        Relative URLs (``/data/local-files/?d=…``, ``/data/upload/…``) and absolute ones on Label Studio's
-        own host are fetched with our credentials; absolute URLs on another host without them.
-        """
-        absolute = urljoin(self.url + "/", url_or_path)
-        own = urlsplit(self.url)
-        target = urlsplit(absolute)
-        if (target.scheme, target.netloc) == (own.scheme, own.netloc):
-            return self._request("GET", absolute).content
-        return _checked("GET", absolute, self._send("GET", absolute, headers={})).content
+    def authorization(self, renew: bool = False) -> dict[str, str]:
+        """The ``Authorization`` header for requests to this Label Studio (``renew``: exchange a personal
+        access token again, after a 401)."""
+        if renew:
+            self._access_token = None
+        return self._auth_header()
 
     # ---- plumbing -------------------------------------------------------------------------------------
 
@@ -283,6 +295,13 @@ class LabelStudioClient:
         raise LabelStudioUnavailable(
             f"Label Studio unavailable: {method} {url} failed after {attempts} attempts; last problem: {problem}"
         )
+
+
+def _ml_login(login: tuple[str, str] | None) -> dict[str, str]:
+    """The fields of an ML-backend connection for HTTP basic auth with ``login``, or for none."""
+    if login is None:
+        return {"auth_method": "NONE"}
+    return {"auth_method": "BASIC_AUTH", "basic_auth_user": login[0], "basic_auth_pass": login[1]}
 
 
 def _checked(method: str, path: str, response: requests.Response) -> requests.Response:

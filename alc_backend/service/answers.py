@@ -1,8 +1,9 @@
 """Answers to correction queries: merging Label Studio's events, and labels from answers.
 
-Label Studio may deliver webhook events twice or out of order, and annotators may update or
-delete answers. :func:`record_event` keeps, per annotation, the newest state seen; a deletion
-is final (Label Studio never reuses annotation ids). :func:`compose_labels` rebuilds an
+Every answer is read from Label Studio itself (:func:`answer_from_annotation`), never from a
+webhook's body. Label Studio may deliver webhook events twice or out of order, and annotators
+may update or delete answers. :func:`record_event` keeps, per annotation, the newest state
+seen; a deletion is final (Label Studio never reuses annotation ids). :func:`compose_labels` rebuilds an
 image's labels from its pseudo-labels, the automatic corrections in force and the live answers
 (each over its query's region), so that re-applying the same answers always gives the same labels.
 """
@@ -10,11 +11,14 @@ image's labels from its pseudo-labels, the automatic corrections in force and th
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from alc_backend import IGNORE_INDEX
 from alc_backend.engine.corrections import AutoCorrection, apply_corrections
+from alc_backend.labelstudio.config import QueryProjectConfig
+from alc_backend.labelstudio.payloads import answer_class
 from alc_backend.service.workspace import AnswerRecord, QueryRecord
 
 
@@ -38,6 +42,21 @@ def record_event(answers: dict[int, AnswerRecord], event: AnswerRecord) -> bool:
         return False
     answers[event.annotation] = event
     return True
+
+
+def answer_from_annotation(annotation: dict[str, Any], query_task: int, config: QueryProjectConfig) -> AnswerRecord:
+    """The answer that a query task's annotation, as Label Studio returned it, gives.
+
+    A skipped (cancelled) annotation answers None. Raises LabelConfigError when its result
+    names no class of ``config``, or TypeError/ValueError when it has no integer ``id``.
+    """
+    annotation_id = annotation.get("id")
+    if not isinstance(annotation_id, int) or isinstance(annotation_id, bool):
+        raise ValueError(f"an annotation of task {query_task} has no integer id: {annotation_id!r}")
+    answer = None
+    if not annotation.get("was_cancelled"):
+        answer = answer_class(annotation.get("result") or [], config)
+    return AnswerRecord(annotation_id, query_task, answer, str(annotation.get("updated_at") or ""))
 
 
 def live_answers(answers: Mapping[int, AnswerRecord]) -> dict[int, AnswerRecord]:

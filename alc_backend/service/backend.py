@@ -8,44 +8,91 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
+import threading
+from pathlib import Path
 from typing import Any
 
+from alc_backend.atomic import write_text_atomically
 from alc_backend.jobs import InProcessRunner, JobRunner, QueueUnavailable
 from alc_backend.labelstudio.client import LabelStudioClient, LabelStudioUnavailable
 from alc_backend.labelstudio.config import (
     LabelConfigError,
-    QueryProjectConfig,
     parse_image_config,
     parse_query_config,
     project_kind,
     query_label_config,
 )
-from alc_backend.labelstudio.payloads import answer_class, brush_results, validate_results
-from alc_backend.service.answers import record_event
+from alc_backend.labelstudio.payloads import brush_results, validate_results
 from alc_backend.service.notes import MemoryNotes, RedisNotes, WorkNotes
 from alc_backend.service.project_work import UNCERTAINTY_SAMPLING, ProjectWork, rank_score
 from alc_backend.service.rounds import corrector_status
 from alc_backend.service.settings import BackendSettings
 from alc_backend.service.workspace import (
-    AnswerRecord,
     ProjectState,
     Workspace,
+    WorkspaceError,
     read_links,
     save_link,
 )
 
 logger = logging.getLogger(__name__)
 
+LINKS_LOCK = 0
+"""The lock that guards ``MODEL_DIR/links.json`` (no Label Studio project has id 0)."""
+
 WEBHOOK_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED")
 
 
 class BadRequest(ValueError):
-    """A request the backend cannot serve; the message says why (sent back with HTTP 400/422)."""
+    """A request the backend cannot serve; the message says why (sent back with ``status``, 400 by default)."""
 
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
+
+
+def _integer(value: Any, what: str) -> int:
+    """``value`` as an id: an int or a string of digits; BadRequest naming ``what`` otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    raise BadRequest(f"{what} must be an integer id, got {json.dumps(value)[:80]}")
+
+
+def _annotation_ids(action: str, payload: dict[str, Any]) -> list[int]:
+    """The annotation ids an answer event names: ``annotation.id``, or each ``annotations[].id`` of a deletion."""
+    if action == "ANNOTATIONS_DELETED":
+        items = payload.get("annotations")
+        if not isinstance(items, list):
+            raise BadRequest("the ANNOTATIONS_DELETED payload has no list 'annotations'")
+        return [
+            _integer(item.get("id") if isinstance(item, dict) else item, "each deleted annotation's id")
+            for item in items
+        ]
+    annotation = payload.get("annotation")
+    if not isinstance(annotation, dict):
+        raise BadRequest(f"the {action} payload has no 'annotation'")
+    return [_integer(annotation.get("id"), f"the {action} payload's annotation id")]
+
+
+def basic_authorization(user: str, password: str) -> str:
+    """The ``Authorization`` header value of HTTP basic auth."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+
+
+def read_pinned_label_studio(path: Path) -> str | None:
+    """The Label Studio address pinned in ``path``, or None; BadRequest if the file is unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        url = json.loads(path.read_text(encoding="utf-8"))["url"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise BadRequest(f"{path} is corrupt ({error}); delete it to pin Label Studio again", 500) from error
+    return str(url)
 
 
 def parse_project_id(value: Any) -> int:
@@ -70,6 +117,7 @@ class Backend:
         self.settings = settings
         self.settings.model_dir.mkdir(parents=True, exist_ok=True)
         self._connection: tuple[str, str] = (settings.label_studio_url, settings.api_key)
+        self._pin_lock = threading.Lock()
         notes: WorkNotes = MemoryNotes()
         if runner is None and settings.redis_url:
             from alc_backend.rq_jobs import RQRunner, key_prefix
@@ -85,10 +133,21 @@ class Backend:
                 "finish_round": self.work.finish_round,
                 "write_back": self.work.write_back,
                 "export": self.work.export,
+                "recover": self.work.recover,
             },
             transient=(LabelStudioUnavailable,),
             retry_delays_s=retry_delays_s,
         )
+        self._queue_recovery()
+
+    def _queue_recovery(self) -> None:
+        """Queue a ``recover`` job for every project in the workspace: what a killed backend left
+        undone, and the answers given while it was down, are derived from the files and Label Studio."""
+        for project in self._projects():
+            try:
+                self.submit("recover", project)
+            except QueueUnavailable as error:
+                logger.warning("cannot queue the recovery of project %s: %s", project, error)
 
     # --- small helpers ----------------------------------------------------------------------
 
@@ -105,14 +164,32 @@ class Backend:
     def workspace(self, project: int) -> Workspace:
         return self.work.workspace(project)
 
-    def client(self) -> LabelStudioClient:
+    def client(self, retries: int = 5) -> LabelStudioClient:
+        """A client of the Label Studio this backend serves; ``retries`` after a connection failure
+        (a request handler asks for few: Label Studio just called it, and waits for the answer)."""
         url, key = self._connection
         if not url or not key:
             raise LabelStudioUnavailable(
                 "no Label Studio connection: set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY, or connect the backend "
                 "to a project so that Label Studio sends its address with /setup"
             )
-        return LabelStudioClient(url, key)
+        return LabelStudioClient(url, key, retries=retries)
+
+    def _pin_connection(self, url: str, token: str) -> None:
+        """Use the Label Studio that ``/setup`` names; the first one named is pinned (its address in
+        ``MODEL_DIR/label-studio.json``), and a later, different one is refused."""
+        path = self.settings.model_dir / "label-studio.json"
+        with self._pin_lock:
+            pinned = read_pinned_label_studio(path)
+            if pinned is None:
+                write_text_atomically(path, json.dumps({"url": url}) + "\n")
+            elif pinned != url:
+                raise BadRequest(
+                    f"/setup names Label Studio at {url}, but this backend is pinned to {pinned}: set "
+                    f"LABEL_STUDIO_URL, or delete {path} to pin another",
+                    403,
+                )
+            self._connection = (url, token)
 
     def image_project_of(self, project: int) -> int | None:
         """The image project behind ``project``: itself if it has a workspace, its link if a query project."""
@@ -127,7 +204,7 @@ class Backend:
         """Register a project from its labeling config; returns the model version to report."""
         project = parse_project_id(project_ref)
         if hostname and access_token and not self.settings.label_studio_url:
-            self._connection = (hostname.rstrip("/"), access_token)
+            self._pin_connection(hostname.rstrip("/"), access_token)
         try:
             kind = project_kind(label_config)
         except LabelConfigError as error:
@@ -149,24 +226,33 @@ class Backend:
         except LabelConfigError as error:
             raise BadRequest(str(error)) from error
         workspace = self.workspace(project)
-        with workspace.lock:
-            if workspace.exists():
-                state = workspace.state()
-                if tuple(state.class_names) != config.class_names:
-                    if state.round > 0:
-                        raise BadRequest(
-                            f"project {project}'s labels changed from {', '.join(state.class_names)} to "
-                            f"{', '.join(config.class_names)} after correction rounds began; start a new project"
-                        )
-                    state.class_names = list(config.class_names)
-                    state.prepared = False
-                state.label_config = label_config
-            else:
-                state = ProjectState(project, list(config.class_names), label_config)
-            workspace.save_state(state)
+        if workspace.exists() and workspace.state().label_config == label_config:
+            state = workspace.state()
+        else:
+            with self.runner.project_lock(project), workspace.lock:
+                state = self._registered(workspace, config.class_names, label_config)
         if not state.prepared:
             self.submit("prepare", project)
         return state.model_version
+
+    @staticmethod
+    def _registered(workspace: Workspace, class_names: tuple[str, ...], label_config: str) -> ProjectState:
+        """Save the project's labeling config (new labels before round 1 mean a new preparation)."""
+        if not workspace.exists():
+            state = ProjectState(workspace.project, list(class_names), label_config)
+        else:
+            state = workspace.state()
+            if tuple(state.class_names) != class_names:
+                if state.round > 0:
+                    raise BadRequest(
+                        f"project {workspace.project}'s labels changed from {', '.join(state.class_names)} to "
+                        f"{', '.join(class_names)} after correction rounds began; start a new project"
+                    )
+                state.class_names = list(class_names)
+                state.prepared = False
+            state.label_config = label_config
+        workspace.save_state(state)
+        return state
 
     def predict(self, project_ref: Any, tasks: list[dict[str, Any]], label_config: str) -> list[Any]:
         """One entry per task: a prediction dict, or an empty list while the task is being prepared."""
@@ -212,37 +298,60 @@ class Backend:
 
     def versions(self) -> list[str]:
         found: set[str] = set()
-        for path in sorted(self.settings.model_dir.glob("project-*/project.json")):
-            state = self.workspace(int(path.parent.name.split("-")[1])).state()
+        for project in self._projects():
+            try:
+                state = self.workspace(project).state()
+            except WorkspaceError:
+                continue
             found.add(state.model_version)
             if state.round:
                 found.add(self._query_version(state))
         return sorted(found)
 
     def health(self) -> dict[str, Any]:
+        """The backend's jobs and each project's state; a project whose files are corrupt says so alone."""
         projects = {}
-        for path in sorted(self.settings.model_dir.glob("project-*/project.json")):
-            project = int(path.parent.name.split("-")[1])
-            workspace = self.workspace(project)
-            state = workspace.state()
-            tasks = workspace.tasks()
-            projects[str(project)] = {
-                "query_project": state.query_project,
-                "prepared": state.prepared,
-                "round": state.round,
-                "round_open": state.round_open,
-                "model_version": state.model_version,
-                "tasks": len(tasks),
-                "task_errors": {str(t): r.error for t, r in tasks.items() if r.error},
-                "errors": self._errors_of(project),
-                "correctors": corrector_status(workspace, self.settings.round.correctors),
-            }
+        for project in self._projects():
+            try:
+                projects[str(project)] = self._project_health(project)
+            except WorkspaceError as error:
+                projects[str(project)] = {"error": str(error)}
         return {"status": "UP", "model_class": "alc-backend", "jobs": self.runner.status(), "projects": projects}
+
+    def _projects(self) -> list[int]:
+        """The image projects with a workspace, by id."""
+        found = []
+        for path in self.settings.model_dir.glob("project-*/project.json"):
+            suffix = path.parent.name.removeprefix("project-")
+            if suffix.isdigit():
+                found.append(int(suffix))
+        return sorted(found)
+
+    def _project_health(self, project: int) -> dict[str, Any]:
+        workspace = self.workspace(project)
+        state = workspace.state()
+        tasks = workspace.tasks()
+        return {
+            "query_project": state.query_project,
+            "prepared": state.prepared,
+            "round": state.round,
+            "round_open": state.round_open,
+            "model_version": state.model_version,
+            "tasks": len(tasks),
+            "task_errors": {str(t): r.error for t, r in tasks.items() if r.error},
+            "errors": self._errors_of(project),
+            "correctors": corrector_status(workspace, self.settings.round.correctors),
+        }
 
     # --- protocol: /webhook ------------------------------------------------------------------
 
     def webhook(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """Record one Label Studio event and queue the work it needs; returns at once."""
+        """Take one Label Studio event and queue the work it needs.
+
+        The event is a hint: what it names (an annotation, a project's labeling config) is read
+        back from Label Studio, the source of truth. ``START_TRAINING`` is an operator action,
+        which the server lets through only from an operator (see :mod:`alc_backend.server`).
+        """
         action = payload.get("action")
         if not isinstance(action, str):
             raise BadRequest("the webhook payload has no 'action'")
@@ -257,9 +366,7 @@ class Backend:
             return {"status": "queued", "job": "finish_round"}
         if action == "PROJECT_UPDATED":
             if image_project == project:
-                label_config = payload["project"].get("label_config") if isinstance(payload["project"], dict) else None
-                if label_config:
-                    self.setup(project, label_config)
+                self.setup(project, str(self.client(retries=1).get_project(project).get("label_config") or ""))
             return {"status": "ok"}
         if action not in WEBHOOK_ACTIONS:
             return {"status": "ignored", "reason": f"action {action} needs nothing"}
@@ -268,59 +375,24 @@ class Backend:
         return self._answer_event(image_project, action, payload)
 
     def _answer_event(self, image_project: int, action: str, payload: dict[str, Any]) -> dict[str, Any]:
-        workspace = self.workspace(image_project)
-        events = []
-        if action == "ANNOTATIONS_DELETED":
-            for item in payload.get("annotations") or []:
-                events.append(AnswerRecord(int(item["id"]), -1, None, "", deleted=True))
-        else:
-            annotation = payload.get("annotation")
-            if not isinstance(annotation, dict) or "id" not in annotation:
-                raise BadRequest(f"the {action} payload has no 'annotation'")
-            query_task = int(annotation.get("task") or (payload.get("task") or {}).get("id"))
-            answer: int | None = None
-            if not annotation.get("was_cancelled"):
-                config = self._query_config(workspace, payload)
-                try:
-                    answer = answer_class(annotation.get("result") or [], config)
-                except LabelConfigError as error:
-                    message = f"annotation {annotation['id']} of task {query_task}: {error}"
-                    self.work.note_error(image_project, message)
-                    raise BadRequest(message, 422) from error
-            events.append(AnswerRecord(int(annotation["id"]), query_task, answer, str(annotation.get("updated_at"))))
-        with workspace.lock:
-            answers = workspace.answers()
-            changed = [event for event in events if record_event(answers, event)]
-            if changed:
-                workspace.save_answers(answers)
-                queries = workspace.queries()
-                touched = {answers[e.annotation].query_task for e in changed}
-        if not changed:
-            return {"status": "duplicate"}
-        self.work.notes.mark_answered(image_project, {queries[t].image_task for t in touched if t in queries})
+        """Mark the annotations an answer event names; the ``reconcile`` job reads each back from
+        Label Studio and records only what Label Studio holds, so a forged event changes nothing."""
+        self.work.notes.mark_answers(image_project, set(_annotation_ids(action, payload)))
         self.submit("reconcile", image_project)
         return {"status": "queued", "job": "reconcile"}
 
     def _image_annotation_event(self, project: int, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Mark the image task whose drawn mask may have changed; the job reads it from Label Studio."""
         if action == "ANNOTATIONS_DELETED":
             self.work.notes.mark_drawn(project, None)
         else:
-            annotation = payload.get("annotation") or {}
-            task = annotation.get("task") or (payload.get("task") or {}).get("id")
-            if task is None:
-                raise BadRequest(f"the {action} payload names no task")
-            self.work.notes.mark_drawn(project, {int(task)})
+            annotation = payload.get("annotation")
+            task = annotation.get("task") if isinstance(annotation, dict) else None
+            if task is None and isinstance(payload.get("task"), dict):
+                task = payload["task"].get("id")
+            self.work.notes.mark_drawn(project, {_integer(task, f"the {action} payload's task")})
         self.submit("reconcile", project)
         return {"status": "queued", "job": "reconcile"}
-
-    def _query_config(self, workspace: Workspace, payload: dict[str, Any]) -> QueryProjectConfig:
-        label_config = payload["project"].get("label_config") if isinstance(payload["project"], dict) else None
-        if label_config:
-            try:
-                return parse_query_config(label_config)
-            except LabelConfigError as error:
-                raise BadRequest(f"the query project's labeling config: {error}") from error
-        return parse_query_config(query_label_config(workspace.state().class_names))
 
     # --- query projects ----------------------------------------------------------------------
 
@@ -351,11 +423,12 @@ class Backend:
                 maximum_annotations=1,
                 min_annotations_to_start_training=0,
             )
-            with workspace.lock:
+            with self.runner.project_lock(image_project), workspace.lock:
                 state = workspace.state()
                 state.query_project = int(query["id"])
                 workspace.save_state(state)
-            save_link(self.settings.model_dir, int(query["id"]), image_project)
+            with self.runner.project_lock(LINKS_LOCK):
+                save_link(self.settings.model_dir, int(query["id"]), image_project)
         query_project = int(state.query_project or 0)
         for target in (image_project, query_project):
             self._connect(client, target, backend_url)
@@ -364,14 +437,29 @@ class Backend:
         return {"images_project": image_project, "query_project": query_project, "created": created}
 
     def _connect(self, client: LabelStudioClient, project: int, backend_url: str) -> None:
-        """Connect ``project`` to this backend unless it is already.
+        """Connect ``project`` to this backend unless it is already, with the backend's login if it has one.
 
         Connecting makes Label Studio call ``/setup`` and create a webhook to ``URL/webhook``
-        for every action, which is how answers reach the backend.
+        for every action, which is how answers reach the backend. Label Studio sends that
+        webhook no credentials of its own, so with a login set, the webhook is given the
+        login's ``Authorization`` header (an existing connection or webhook is brought in line).
         """
         url = backend_url.rstrip("/")
-        if not any(item.get("url", "").rstrip("/") == url for item in client.list_ml_backends(project)):
-            client.add_ml_backend(project, url, "alc-backend")
+        login = self.settings.login()
+        connected = [item for item in client.list_ml_backends(project) if item.get("url", "").rstrip("/") == url]
+        if not connected:
+            client.add_ml_backend(project, url, "alc-backend", login)
+        elif login is not None and connected[0].get("auth_method") != "BASIC_AUTH":
+            client.set_ml_backend_login(int(connected[0]["id"]), login)
+        if login is None:
+            return
+        header = basic_authorization(*login)
+        for webhook in client.list_webhooks(project):
+            same = str(webhook.get("url", "")).rstrip("/") == f"{url}/webhook"
+            if same and (webhook.get("headers") or {}).get("Authorization") != header:
+                client.set_webhook_headers(
+                    int(webhook["id"]), {**(webhook.get("headers") or {}), "Authorization": header}
+                )
 
     # --- jobs ---------------------------------------------------------------------------------
 

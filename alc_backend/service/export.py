@@ -24,6 +24,7 @@ from alc_backend.data.dataset import write_label_png
 from alc_backend.labelstudio.client import LabelStudioClient
 from alc_backend.labelstudio.config import parse_image_config
 from alc_backend.labelstudio.payloads import labels_from_brush_results
+from alc_backend.service.downloads import SourceRules, TaskFiles
 from alc_backend.service.sources import OUR_VERSION_PREFIX, decode_image, latest_manual_mask, task_name
 
 _KEPT_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -37,8 +38,20 @@ class ExportSummary:
     skipped: dict[int, str] = field(default_factory=dict)
 
 
-def export_project(client: LabelStudioClient, project: int, out: Path, progress: bool = True) -> ExportSummary:
-    """Write project ``project``'s images and best masks to ``out``; returns the summary."""
+def export_project(
+    client: LabelStudioClient,
+    project: int,
+    out: Path,
+    rules: SourceRules,
+    max_image_pixels: int,
+    progress: bool = True,
+) -> ExportSummary:
+    """Write project ``project``'s images and best masks to ``out``; returns the summary.
+
+    The images are read under ``rules`` and decoded up to ``max_image_pixels`` pixels, as for
+    preparation (:mod:`alc_backend.service.downloads`).
+    """
+    files = TaskFiles(client, rules)
     details = client.get_project(project)
     config = parse_image_config(details["label_config"])
     tasks = client.list_tasks(project)
@@ -48,8 +61,8 @@ def export_project(client: LabelStudioClient, project: int, out: Path, progress:
         task_id = int(task["id"])
         reference = str(task.get("data", {}).get(config.image_key) or "")
         try:
-            data = client.download(reference)
-            image = decode_image(data, f"task {task_id}: image {reference}")
+            data = files.read(reference)
+            image = decode_image(data, f"task {task_id}: image {reference}", max_image_pixels)
         except Exception as error:
             summary.skipped[task_id] = f"image unavailable: {error}"
             continue

@@ -1,7 +1,8 @@
 """What the web process leaves for the jobs, and what jobs report back: one interface, two stores.
 
-Webhooks mark the image tasks whose answers or drawn masks changed; the next ``reconcile``
-job takes the marks. Jobs note errors for ``/health``. :class:`MemoryNotes` keeps them in the
+Webhooks mark the annotations of query tasks that changed (by id, to be read back from Label
+Studio) and the image tasks whose drawn masks changed; the next ``reconcile`` job takes the
+marks. Jobs note errors for ``/health``. :class:`MemoryNotes` keeps them in the
 process (the in-process runner); :class:`RedisNotes` in Redis, where the web process and rq
 workers on other machines all see them.
 """
@@ -26,7 +27,7 @@ ALL_TASKS = "*"
 
 
 class WorkNotes(Protocol):
-    def mark_answered(self, project: int, image_tasks: set[int]) -> None: ...
+    def mark_answers(self, project: int, annotations: set[int]) -> None: ...
 
     def mark_drawn(self, project: int, tasks: set[int] | None) -> None: ...
 
@@ -46,10 +47,10 @@ class MemoryNotes:
         self._errors: dict[int, list[str]] = {}
         self._lock = threading.Lock()
 
-    def mark_answered(self, project: int, image_tasks: set[int]) -> None:
-        """Answers about these image tasks changed: the next ``reconcile`` recomposes their labels."""
+    def mark_answers(self, project: int, annotations: set[int]) -> None:
+        """These annotations of query tasks may have changed: the next ``reconcile`` reads them from Label Studio."""
         with self._lock:
-            self._answered.setdefault(project, set()).update(image_tasks)
+            self._answered.setdefault(project, set()).update(annotations)
 
     def mark_drawn(self, project: int, tasks: set[int] | None) -> None:
         """Masks drawn on these image tasks changed (None: on some task, unknown which)."""
@@ -58,7 +59,7 @@ class MemoryNotes:
             self._drawn[project] = None if tasks is None or known is None else known | tasks
 
     def take(self, project: int) -> tuple[set[int], set[int] | None]:
-        """Remove and return the marks of ``project``: (answered image tasks, drawn tasks or None = all)."""
+        """Remove and return the marks of ``project``: (annotation ids, drawn image tasks or None = all)."""
         with self._lock:
             return self._answered.pop(project, set()), self._drawn.pop(project, set())
 
@@ -95,10 +96,10 @@ class RedisNotes:
         self.prefix = prefix
         self._redis_errors: tuple[type[Exception], ...] = (RedisError,)
 
-    def mark_answered(self, project: int, image_tasks: set[int]) -> None:
-        if image_tasks:
+    def mark_answers(self, project: int, annotations: set[int]) -> None:
+        if annotations:
             with self._reaching():
-                self.redis.sadd(f"{self.prefix}:answered:{project}", *sorted(image_tasks))
+                self.redis.sadd(f"{self.prefix}:answered:{project}", *sorted(annotations))
 
     def mark_drawn(self, project: int, tasks: set[int] | None) -> None:
         members = [ALL_TASKS] if tasks is None else sorted(tasks)

@@ -7,6 +7,8 @@
 - ``export``: write the corrected data set in the VOC layout under ``MODEL_DIR/exports/``;
 - ``write_back``: write the current masks to the image tasks as predictions (skipping tasks
   that already hold the current model version's, so a retried job writes each once);
+- ``recover``: queued for every project when the backend starts: sync the answers given while
+  it was down, recompose every image's labels, finish a fully answered round, write back;
 - ``finish_round``: pull all answers from Label Studio (the source of truth), end the round
   with the round core (audits settle, the correctors write what their audits trust, the next
   round's audits are drawn), retrain, write the corrected masks back to the image tasks under a
@@ -40,11 +42,12 @@ from alc_backend.labelstudio.config import (
     query_label_config,
     query_question,
 )
-from alc_backend.labelstudio.payloads import answer_class, brush_results, query_results, validate_results
+from alc_backend.labelstudio.payloads import brush_results, query_results, validate_results
 from alc_backend.preannotation.pseudo_labels import DetectorSource, load_detector
 from alc_backend.preannotation.superpixel_sources import superpixel_maker
 from alc_backend.rounds.images import Query
-from alc_backend.service.answers import live_answers, record_event
+from alc_backend.service.answers import answer_from_annotation, live_answers, record_event
+from alc_backend.service.downloads import TaskFiles
 from alc_backend.service.export import export_project
 from alc_backend.service.notes import MemoryNotes, WorkNotes
 from alc_backend.service.parts import PreparationParts
@@ -161,36 +164,50 @@ class ProjectWork:
     def _prepare_task(
         self, workspace: Workspace, client: LabelStudioClient, task: dict[str, Any], config: ImageProjectConfig
     ) -> TaskRecord:
+        """Bring one task into the workspace. Whatever goes wrong with it becomes its record's
+        ``error`` (shown in ``/health``), and the other tasks go on; only Label Studio itself
+        being unreachable stops the job, which is then retried."""
         task_id = int(task["id"])
         reference = str(task.get("data", {}).get(config.image_key) or "")
         record = TaskRecord(task_id, task_name(task, reference), reference)
         try:
-            if not reference:
-                raise TaskDataError(f"task {task_id} has no '{config.image_key}' in its data")
-            try:
-                data = client.download(reference)
-            except LabelStudioUnavailable:
-                raise
-            except Exception as error:
-                raise TaskDataError(f"task {task_id}: cannot download {reference}: {error}") from error
-            image = decode_image(data, f"task {task_id}: image {reference}")
-            shape = (image.shape[0], image.shape[1])
-            labels, source = pseudo_labels(task, config, shape, self.settings.pseudo_mask_key, client.download)
-            manual = latest_manual_mask(task.get("annotations") or [], config, shape)
-        except (TaskDataError, LabelConfigError) as error:
-            record.error = str(error)
+            self._prepare_task_data(workspace, TaskFiles(client, self.settings.source_rules()), task, config, record)
+        except LabelStudioUnavailable:
+            raise
+        except (TaskDataError, LabelConfigError, PseudoLabelError) as error:
+            record.error = str(error) if str(error).startswith(f"task {task_id}:") else f"task {task_id}: {error}"
+        except Exception as error:
+            logger.exception("preparing task %s of project %s failed", task_id, workspace.project)
+            record.error = f"task {task_id}: {type(error).__name__}: {error}"
+        if record.error:
             self.note_error(workspace.project, record.error)
-            return record
+        return record
+
+    def _prepare_task_data(
+        self,
+        workspace: Workspace,
+        files: TaskFiles,
+        task: dict[str, Any],
+        config: ImageProjectConfig,
+        record: TaskRecord,
+    ) -> None:
+        """Image, superpixels, pseudo-labels and drawn mask of ``task``, saved; fills ``record``."""
+        task_id = record.task
+        if not record.image:
+            raise TaskDataError(f"task {task_id} has no '{config.image_key}' in its data")
+        try:
+            data = files.read(record.image)
+        except TaskDataError as error:
+            raise TaskDataError(f"task {task_id}: image {error}") from error
+        image = decode_image(data, f"task {task_id}: image {record.image}", self.settings.max_image_pixels)
+        shape = (image.shape[0], image.shape[1])
+        labels, source = pseudo_labels(task, config, shape, self.settings.pseudo_mask_key, files.read)
+        manual = latest_manual_mask(task.get("annotations") or [], config, shape)
         workspace.save_image(task_id, image)
         superpixels = self._prepare_superpixels(workspace, task_id, image)
         if source is None and self.settings.pseudo_detector:
             detector = self._detector(config.class_names)
-            try:
-                detected = detector(record.name, image, superpixels)
-            except PseudoLabelError as error:
-                record.error = f"task {task_id}: {error}"
-                self.note_error(workspace.project, record.error)
-                return record
+            detected = detector(record.name, image, superpixels)
             if detected is not None:
                 labels, source = detected, detector.name
         workspace.save_pseudo(task_id, labels)
@@ -198,7 +215,6 @@ class ProjectWork:
         record.height, record.width = shape
         record.pseudo_source = source
         compose_tasks(workspace, [task_id])
-        return record
 
     def _prepare_superpixels(self, workspace: Workspace, task_id: int, image: np.ndarray) -> np.ndarray:
         """The task's superpixels from the configured source, saved; kept when the image and settings are unchanged."""
@@ -225,7 +241,13 @@ class ProjectWork:
 
     def export(self, project: int) -> None:
         """Job: write the project's corrected data set to ``MODEL_DIR/exports/project-<id>/`` (VOC layout)."""
-        export_project(self.connect(), project, self.export_folder(project))
+        export_project(
+            self.connect(),
+            project,
+            self.export_folder(project),
+            self.settings.source_rules(),
+            self.settings.max_image_pixels,
+        )
 
     def export_folder(self, project: int) -> Path:
         return self.settings.model_dir / "exports" / f"project-{project}"
@@ -235,10 +257,46 @@ class ProjectWork:
         workspace = self.workspace(project)
         self._write_back(workspace, self.connect(), self.usable_tasks(workspace))
 
-    def reconcile(self, project: int) -> None:
-        """Job: re-apply the answers and drawn masks that changed; finish the round when all are answered."""
+    def recover(self, project: int) -> None:
+        """Job, queued for every project when the backend starts: catch up on what happened while it was down.
+
+        An unprepared project is prepared. Otherwise every answer is synced from Label Studio
+        (webhooks sent meanwhile were lost), every drawn mask read again and every image's labels
+        recomposed; then a round whose queries are all answered is finished, or else the
+        current masks are written back where Label Studio lacks them.
+        """
         workspace = self.workspace(project)
-        answered, drawn = self.notes.take(project)
+        state = workspace.state()
+        if not state.prepared:
+            self.prepare(project)
+            return
+        client = self.connect()
+        if state.query_project is not None:
+            self._sync_answers(workspace, client, state)
+        usable = self.usable_tasks(workspace)
+        self._read_drawn_masks(workspace, set(usable))
+        compose_tasks(workspace, usable)
+        state = workspace.state()
+        if state.round_open and self._round_answered(workspace, state.round):
+            self.finish_round(project)
+        else:
+            self._write_back(workspace, client, usable)
+
+    def reconcile(self, project: int) -> None:
+        """Job: take in the answers and drawn masks that changed; finish the round when all are answered.
+
+        Each annotation a webhook named is read back from Label Studio: what Label Studio holds
+        is recorded (a deletion only once Label Studio has no such annotation), whatever the
+        webhook said. When Label Studio cannot be reached, the marks are put back for the retry.
+        """
+        workspace = self.workspace(project)
+        annotations, drawn = self.notes.take(project)
+        try:
+            answered = self._confirm_answers(workspace, annotations) if annotations else set()
+        except LabelStudioUnavailable:
+            self.notes.mark_answers(project, annotations)
+            self.notes.mark_drawn(project, drawn)
+            raise
         if drawn is None:
             drawn = {task for task, record in workspace.tasks().items() if not record.error}
         if drawn:
@@ -250,6 +308,34 @@ class ProjectWork:
                 self.finish_round(project)
             else:
                 self.submit("finish_round", project)
+
+    def _confirm_answers(self, workspace: Workspace, annotations: set[int]) -> set[int]:
+        """Record what Label Studio holds of ``annotations``; returns the image tasks whose answers changed."""
+        client = self.connect()
+        config = parse_query_config(query_label_config(workspace.state().class_names))
+        queries = workspace.queries()
+        known = workspace.answers()
+        events = []
+        for annotation_id in sorted(annotations):
+            found = client.get_annotation(annotation_id)
+            if found is None:
+                if annotation_id in known:
+                    events.append(AnswerRecord(annotation_id, known[annotation_id].query_task, None, "", deleted=True))
+                continue
+            query_task = found.get("task")
+            if not isinstance(query_task, int) or query_task not in queries:
+                continue
+            try:
+                events.append(answer_from_annotation(found, query_task, config))
+            except LabelConfigError as error:
+                self.note_error(workspace.project, f"annotation {annotation_id} of task {query_task}: {error}")
+        with workspace.lock:
+            answers = workspace.answers()
+            changed = [event for event in events if record_event(answers, event)]
+            if changed:
+                workspace.save_answers(answers)
+        tasks = {answers[event.annotation].query_task for event in changed}
+        return {queries[task].image_task for task in tasks if task in queries}
 
     def _read_drawn_masks(self, workspace: Workspace, tasks: set[int]) -> None:
         """Fetch the newest annotation of each image task in ``tasks`` and keep its mask (or drop the old one)."""
@@ -416,30 +502,25 @@ class ProjectWork:
         """Bring the cached answers in line with Label Studio's (what webhooks missed is caught here).
 
         Annotations Label Studio no longer has are marked deleted; the others take Label
-        Studio's state unless the cache holds a newer one.
+        Studio's state.
         """
         assert state.query_project is not None
         config = parse_query_config(query_label_config(state.class_names))
         fresh: dict[int, AnswerRecord] = {}
         for task in client.list_tasks(state.query_project):
             for annotation in task.get("annotations") or []:
-                answer = None
-                if not annotation.get("was_cancelled"):
-                    try:
-                        answer = answer_class(annotation.get("result") or [], config)
-                    except LabelConfigError as error:
-                        self.note_error(state.project, f"annotation {annotation['id']} of task {task['id']}: {error}")
-                        continue
-                fresh[int(annotation["id"])] = AnswerRecord(
-                    int(annotation["id"]), int(task["id"]), answer, str(annotation.get("updated_at"))
-                )
+                try:
+                    record = answer_from_annotation(annotation, int(task["id"]), config)
+                except (LabelConfigError, ValueError) as error:
+                    self.note_error(state.project, f"annotation {annotation.get('id')} of task {task['id']}: {error}")
+                    continue
+                fresh[record.annotation] = record
         with workspace.lock:
             answers = workspace.answers()
             for key, record in answers.items():
                 if key not in fresh and not record.deleted:
                     record_event(answers, AnswerRecord(key, record.query_task, None, record.updated_at, deleted=True))
-            for record in fresh.values():
-                record_event(answers, record)
+            answers.update(fresh)
             workspace.save_answers(answers)
 
     def _round_answered(self, workspace: Workspace, round_index: int) -> bool:

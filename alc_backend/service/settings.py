@@ -19,6 +19,7 @@ from pathlib import Path
 from alc_backend.preannotation.sam_superpixels import SamGeneratorSettings
 from alc_backend.preannotation.superpixel_sources import SuperpixelConfig
 from alc_backend.rounds.settings import RoundSettings, SettingsError
+from alc_backend.service.downloads import SourceRules
 
 __all__ = ["BackendSettings", "SettingsError"]
 
@@ -43,6 +44,13 @@ class BackendSettings:
     text-prompted detector that labels the tasks without a pseudo mask or foreign prediction,
     keeping objects that score at least ``pseudo_box_threshold``. ``round`` holds the settings
     of the rounds themselves.
+
+    What tasks may name, and how much (:meth:`source_rules`): ``local_roots``
+    (``ALC_LOCAL_ROOTS``, folders separated by ``os.pathsep``), ``download_hosts``
+    (``ALC_DOWNLOAD_HOSTS``, comma-separated host names, addresses and networks),
+    ``max_download_mb`` (``ALC_MAX_DOWNLOAD_MB``), ``download_timeout_s``
+    (``ALC_DOWNLOAD_TIMEOUT_S``) and ``max_image_pixels`` (``ALC_MAX_IMAGE_PIXELS``).
+    ``max_request_mb`` (``ALC_MAX_REQUEST_MB``) bounds a request body.
     """
 
     model_dir: Path = Path("alc-workspace")
@@ -66,6 +74,12 @@ class BackendSettings:
     pseudo_mask_key: str = "pseudo_mask"
     pseudo_detector: str = ""
     pseudo_box_threshold: float = 0.2
+    local_roots: tuple[Path, ...] = ()
+    download_hosts: tuple[str, ...] = ()
+    max_download_mb: int = 64
+    download_timeout_s: float = 60.0
+    max_image_pixels: int = 50_000_000
+    max_request_mb: int = 64
     round: RoundSettings = dataclasses.field(default_factory=RoundSettings)
 
     def __post_init__(self) -> None:
@@ -83,8 +97,29 @@ class BackendSettings:
             raise SettingsError(f"ALC_PSEUDO_DETECTOR must be package.module:factory, got {self.pseudo_detector!r}")
         if not 0.0 <= self.pseudo_box_threshold <= 1.0:
             raise SettingsError(f"ALC_PSEUDO_BOX_THRESHOLD must be in [0, 1], got {self.pseudo_box_threshold}")
+        for name, value in (
+            ("ALC_MAX_DOWNLOAD_MB", self.max_download_mb),
+            ("ALC_DOWNLOAD_TIMEOUT_S", self.download_timeout_s),
+            ("ALC_MAX_IMAGE_PIXELS", self.max_image_pixels),
+            ("ALC_MAX_REQUEST_MB", self.max_request_mb),
+        ):
+            if value <= 0:
+                raise SettingsError(f"{name} must be > 0, got {value}")
         if bool(self.basic_auth_user) != bool(self.basic_auth_pass):
             raise SettingsError("set both BASIC_AUTH_USER and BASIC_AUTH_PASS, or neither")
+
+    def login(self) -> tuple[str, str] | None:
+        """``(BASIC_AUTH_USER, BASIC_AUTH_PASS)``, or None when the backend needs no login."""
+        return (self.basic_auth_user, self.basic_auth_pass) if self.basic_auth_user else None
+
+    def source_rules(self) -> SourceRules:
+        """Where the files that tasks name may come from, and how large they may be."""
+        return SourceRules(
+            local_roots=self.local_roots,
+            hosts=self.download_hosts,
+            max_bytes=self.max_download_mb * 2**20,
+            deadline_s=self.download_timeout_s,
+        )
 
     def superpixel_config(self) -> SuperpixelConfig:
         """The superpixel source that prepares new image tasks."""
@@ -151,5 +186,11 @@ class BackendSettings:
             pseudo_mask_key=text("ALC_PSEUDO_MASK_KEY", defaults.pseudo_mask_key),
             pseudo_detector=text("ALC_PSEUDO_DETECTOR", ""),
             pseudo_box_threshold=real("ALC_PSEUDO_BOX_THRESHOLD", defaults.pseudo_box_threshold),
+            local_roots=tuple(Path(item) for item in text("ALC_LOCAL_ROOTS", "").split(os.pathsep) if item.strip()),
+            download_hosts=tuple(item.strip() for item in text("ALC_DOWNLOAD_HOSTS", "").split(",") if item.strip()),
+            max_download_mb=number("ALC_MAX_DOWNLOAD_MB", defaults.max_download_mb),
+            download_timeout_s=real("ALC_DOWNLOAD_TIMEOUT_S", defaults.download_timeout_s),
+            max_image_pixels=number("ALC_MAX_IMAGE_PIXELS", defaults.max_image_pixels),
+            max_request_mb=number("ALC_MAX_REQUEST_MB", defaults.max_request_mb),
             round=RoundSettings.from_env(env),
         )

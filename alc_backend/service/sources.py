@@ -11,12 +11,13 @@ answer (:func:`latest_manual_mask`).
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
-from pathlib import Path
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from alc_backend import IGNORE_INDEX
 from alc_backend.engine.pseudo_labels import PseudoLabelError, validate_pseudo_labels
@@ -31,45 +32,67 @@ class TaskDataError(ValueError):
     """A task's image or pseudo mask cannot be used; the message names the task and the file."""
 
 
-def decode_image(data: bytes, shown: str) -> np.ndarray:
-    """``(H, W, 3)`` uint8 RGB from encoded image bytes; TaskDataError if they are not an image."""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
+def decode_image(data: bytes, shown: str, max_pixels: int) -> np.ndarray:
+    """``(H, W, 3)`` uint8 RGB from encoded image bytes.
+
+    Raises TaskDataError when the bytes are not an image, or it has more than ``max_pixels``
+    pixels (checked from the header, before decoding).
+    """
+    with _opened(data, shown, "image") as image:
+        if image.width * image.height > max_pixels:
+            raise TaskDataError(
+                f"{shown} is {image.width}x{image.height}, more than the {max_pixels} pixels of ALC_MAX_IMAGE_PIXELS"
+            )
+        try:
             return np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise TaskDataError(f"{shown} is not a readable image ({len(data)} bytes): {error}") from error
+        except Exception as error:
+            raise TaskDataError(f"{shown} is not a readable image ({len(data)} bytes): {error}") from error
 
 
 def decode_label_map(data: bytes, shown: str, shape: tuple[int, int], num_classes: int) -> np.ndarray:
     """``(H, W)`` uint8 class indices from a single-channel PNG; checked against the image.
 
     Raises TaskDataError when the file is not a single-channel image, its size differs from
-    ``shape`` (H, W), or it holds values other than 0..C-1 and 255.
+    ``shape`` (H, W) (checked from the header, before decoding), or it holds values other than
+    0..C-1 and 255.
     """
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            if image.mode not in ("L", "P"):
-                raise TaskDataError(
-                    f"{shown} has image mode {image.mode}; pseudo masks must be 8-bit greyscale ('L') or "
-                    "palette ('P') PNGs of class indices"
-                )
+    with _opened(data, shown, "mask") as image:
+        if image.mode not in ("L", "P"):
+            raise TaskDataError(
+                f"{shown} has image mode {image.mode}; pseudo masks must be 8-bit greyscale ('L') or "
+                "palette ('P') PNGs of class indices"
+            )
+        if (image.height, image.width) != shape:
+            raise TaskDataError(
+                f"{shown} is {image.width}x{image.height} but the image is {shape[1]}x{shape[0]} (width x height)"
+            )
+        try:
             labels = np.array(image, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as error:
-        raise TaskDataError(f"{shown} is not a readable mask: {error}") from error
+        except Exception as error:
+            raise TaskDataError(f"{shown} is not a readable mask: {error}") from error
     try:
         return validate_pseudo_labels(labels, shape, num_classes, shown)
     except PseudoLabelError as error:
         raise TaskDataError(str(error)) from error
 
 
-def read_mask_reference(reference: str, download: Callable[[str], bytes]) -> bytes:
-    """The bytes of a mask named in task data: a local path if it exists, else a (Label Studio) URL."""
-    path = Path(reference)
-    if not reference.startswith(("http://", "https://", "/data/")) and path.is_file():
-        return path.read_bytes()
-    return download(reference)
+@contextmanager
+def _opened(data: bytes, shown: str, what: str) -> Iterator[Image.Image]:
+    """The image in ``data`` with only its header read, for its size to be checked before decoding.
+
+    PIL's warning about large images is silenced, as the callers check the size themselves;
+    above PIL's own limit (about 179 M pixels) opening fails with a TaskDataError.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as error:
+        raise TaskDataError(f"{shown} is too large to decode: {error}") from error
+    except Exception as error:
+        raise TaskDataError(f"{shown} is not a readable {what} ({len(data)} bytes): {error}") from error
+    with image:
+        yield image
 
 
 def pseudo_labels(
@@ -77,16 +100,19 @@ def pseudo_labels(
     config: ImageProjectConfig,
     shape: tuple[int, int],
     mask_key: str,
-    download: Callable[[str], bytes],
+    read: Callable[[str], bytes],
 ) -> tuple[np.ndarray, str | None]:
-    """The initial ``(H, W)`` labels of ``task`` and their source (None: no source, all 255)."""
+    """The initial ``(H, W)`` labels of ``task`` and their source (None: no source, all 255).
+
+    ``read`` returns the bytes behind a file reference (see :mod:`alc_backend.service.downloads`).
+    """
     reference = task.get("data", {}).get(mask_key)
     if reference:
         shown = f"task {task['id']}: {mask_key} {reference}"
         try:
-            data = read_mask_reference(str(reference), download)
-        except OSError as error:
-            raise TaskDataError(f"{shown} cannot be read: {error}") from error
+            data = read(str(reference))
+        except TaskDataError as error:
+            raise TaskDataError(f"task {task['id']}: {mask_key} {error}") from error
         return decode_label_map(data, shown, shape, len(config.class_names)), mask_key
     foreign = [
         prediction

@@ -19,8 +19,11 @@ Studio's database holds the human answers. Layout of ``MODEL_DIR/project-<id>/``
     auto_corrections.jsonl    every automatic correction, in the order written
     model.safetensors         the latest trained model
 
-``MODEL_DIR/links.json`` maps query project ids to their image project. Every file is
-written atomically (temporary file + rename).
+``MODEL_DIR/links.json`` maps query project ids to their image project, and
+``MODEL_DIR/label-studio.json`` holds the Label Studio address pinned by the first ``/setup``
+when ``LABEL_STUDIO_URL`` is unset. Every file is written atomically and durably (temporary
+file, flushed, renamed; see :mod:`alc_backend.atomic`); a file that is not JSON raises
+:class:`WorkspaceError`, which affects its own project only.
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ from alc_backend.data.dataset import read_label_png, read_superpixel_png, write_
 from alc_backend.engine.corrections import AutoCorrection
 from alc_backend.rounds.audits import Proposal
 from alc_backend.rounds.images import Query, flat_runs
+
+
+class WorkspaceError(RuntimeError):
+    """A workspace file is corrupt; the message names it. Only its own project is affected."""
 
 
 @dataclass
@@ -181,7 +188,12 @@ class Workspace:
     # --- JSON state -------------------------------------------------------------------------
 
     def state(self) -> ProjectState:
-        return ProjectState(**_read_json(self.root / "project.json", None))
+        path = self.root / "project.json"
+        raw = _read_json(path, None)
+        try:
+            return ProjectState(**raw)
+        except TypeError as error:
+            raise WorkspaceError(f"{path} does not hold a project's state ({error})") from error
 
     def save_state(self, state: ProjectState) -> None:
         _write_json(self.root / "project.json", dataclasses.asdict(state))
@@ -333,11 +345,18 @@ def save_link(model_dir: Path, query_project: int, image_project: int) -> None:
 
 
 def _read_json(path: Path, default: Any) -> Any:
+    """The JSON in ``path``; ``default`` if it does not exist (None: FileNotFoundError).
+
+    Raises WorkspaceError naming the file when it is not JSON.
+    """
     if not path.is_file():
         if default is None:
             raise FileNotFoundError(f"{path} does not exist")
         return default
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise WorkspaceError(f"{path} is corrupt ({error})") from error
 
 
 def _write_json(path: Path, value: Any) -> None:
