@@ -156,7 +156,17 @@ def test_the_simulation_and_the_backend_ask_correct_and_label_alike(tmp_path: Pa
         assert notes["1"]["lcm"]["held_back"] > 0 and notes["1"]["plar"]["held_back"] > 0
         audited = [record["corrector"] for record in simulated_queries if record["kind"] == "audit"]
         assert sorted(audited) == ["lcm"] * 3 + ["plar"] * 3, "6 audits shared evenly"
-        assert simulated_journal and {r.round for r in simulated_journal} == {2}, "round 2 writes what its audits trust"
+        confirmations = [
+            (record["corrector"], record["proposed"])
+            for record in simulated_queries
+            if record["kind"] == "audit" and record["answer"] == record["proposed"]
+        ]
+        assert all(r.round == 2 and (r.corrector, r.new_class) in confirmations for r in simulated_journal), (
+            "round 2 writes only the classes its audits confirmed"
+        )
+        for corrector in ("lcm", "plar"):
+            assert notes["2"][corrector]["audited"] == 3
+            assert notes["2"][corrector]["confirmed"] == sum(c == corrector for c, _ in confirmations)
     else:
         assert {r.corrector for r in simulated_journal} == {"lcm", "plar"}, "both correctors wrote"
 
