@@ -290,17 +290,16 @@ class ProjectWork:
         webhook said. When Label Studio cannot be reached, the marks are put back for the retry.
         """
         workspace = self.workspace(project)
-        annotations, drawn = self.notes.take(project)
+        annotations, marked = self.notes.take(project)
+        drawn = marked if marked is not None else {t for t, record in workspace.tasks().items() if not record.error}
         try:
             answered = self._confirm_answers(workspace, annotations) if annotations else set()
+            if drawn:
+                self._read_drawn_masks(workspace, drawn)
         except LabelStudioUnavailable:
             self.notes.mark_answers(project, annotations)
-            self.notes.mark_drawn(project, drawn)
+            self.notes.mark_drawn(project, marked)
             raise
-        if drawn is None:
-            drawn = {task for task, record in workspace.tasks().items() if not record.error}
-        if drawn:
-            self._read_drawn_masks(workspace, drawn)
         compose_tasks(workspace, answered | drawn)
         state = workspace.state()
         if state.round_open and self._round_answered(workspace, state.round):
