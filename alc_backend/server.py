@@ -29,7 +29,7 @@ from werkzeug.exceptions import HTTPException
 
 from alc_backend.jobs import ProjectBusy, QueueUnavailable
 from alc_backend.labelstudio.client import LabelStudioAPIError, LabelStudioUnavailable
-from alc_backend.service.backend import Backend, BadRequest
+from alc_backend.service.backend import Backend, BadRequest, is_id
 from alc_backend.service.settings import BackendSettings
 from alc_backend.service.workspace import WorkspaceError
 
@@ -139,7 +139,7 @@ def create_app(settings: BackendSettings | None = None, backend: Backend | None 
         body = _json_body()
         tasks = _field(body, "tasks", list)
         for index, task in enumerate(tasks):
-            if not isinstance(task, dict) or not _is_id(task.get("id")):
+            if not isinstance(task, dict) or not is_id(task.get("id")):
                 raise BadRequest(f"tasks[{index}] must be a task object with an integer 'id'")
         results = backend.predict(_field(body, "project", (str, int)), tasks, str(body.get("label_config") or ""))
         return jsonify(results=results)
@@ -168,7 +168,7 @@ def create_app(settings: BackendSettings | None = None, backend: Backend | None 
         require_operator("/init")
         body = _json_body()
         images_project = _field(body, "images_project", (int, str))
-        if not _is_id(images_project):
+        if not is_id(images_project):
             raise BadRequest(f"'images_project' must be an integer project id, got {images_project!r}")
         if not settings.backend_url:
             raise BadRequest(
@@ -183,7 +183,7 @@ def create_app(settings: BackendSettings | None = None, backend: Backend | None 
     def export() -> Response:
         require_operator("/export")
         project = _field(_json_body(), "project", (int, str))
-        if not _is_id(project):
+        if not is_id(project):
             raise BadRequest(f"'project' must be an integer project id, got {project!r}")
         project = int(project)
         backend.submit("export", project)
@@ -208,13 +208,6 @@ def _json_body() -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest(f"the request body must be a JSON object, got {type(body).__name__}")
     return body
-
-
-def _is_id(value: Any) -> bool:
-    """Whether ``value`` is an id: a non-negative int (not a bool) or a string of digits."""
-    if isinstance(value, bool):
-        return False
-    return (isinstance(value, int) and value >= 0) or (isinstance(value, str) and value.isdigit())
 
 
 def _from_loopback() -> bool:

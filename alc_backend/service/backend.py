@@ -54,13 +54,18 @@ class BadRequest(ValueError):
         self.status = status
 
 
+def is_id(value: Any) -> bool:
+    """Whether ``value`` is an id: a non-negative int (not a bool) or a string of digits."""
+    if isinstance(value, bool):
+        return False
+    return (isinstance(value, int) and value >= 0) or (isinstance(value, str) and value.isdigit())
+
+
 def _integer(value: Any, what: str) -> int:
-    """``value`` as an id: an int or a string of digits; BadRequest naming ``what`` otherwise."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    raise BadRequest(f"{what} must be an integer id, got {json.dumps(value)[:80]}")
+    """``value`` as an id (see :func:`is_id`); BadRequest naming ``what`` otherwise."""
+    if not is_id(value):
+        raise BadRequest(f"{what} must be an integer id, got {json.dumps(value)[:80]}")
+    return int(value)
 
 
 def _annotation_ids(action: str, payload: dict[str, Any]) -> list[int]:

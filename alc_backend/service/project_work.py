@@ -313,13 +313,11 @@ class ProjectWork:
         client = self.connect()
         config = parse_query_config(query_label_config(workspace.state().class_names))
         queries = workspace.queries()
-        known = workspace.answers()
         events = []
         for annotation_id in sorted(annotations):
             found = client.get_annotation(annotation_id)
             if found is None:
-                if annotation_id in known:
-                    events.append(AnswerRecord(annotation_id, known[annotation_id].query_task, None, "", deleted=True))
+                events.append(AnswerRecord(annotation_id, -1, None, "", deleted=True))
                 continue
             query_task = found.get("task")
             if not isinstance(query_task, int) or query_task not in queries:
@@ -330,7 +328,8 @@ class ProjectWork:
                 self.note_error(workspace.project, f"annotation {annotation_id} of task {query_task}: {error}")
         with workspace.lock:
             answers = workspace.answers()
-            changed = [event for event in events if record_event(answers, event)]
+            known = [event for event in events if not event.deleted or event.annotation in answers]
+            changed = [event for event in known if record_event(answers, event)]
             if changed:
                 workspace.save_answers(answers)
         tasks = {answers[event.annotation].query_task for event in changed}
