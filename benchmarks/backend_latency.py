@@ -1,24 +1,29 @@
 """Latency of the running backend: ``POST /predict``, ``GET /health`` and answer webhooks, idle and while training.
 
-No Label Studio: the workspace is written directly on disk in a temporary folder. Image project 1 has 21 classes
-(``class00``..``class20``) and 20 prepared image tasks of 512×512 px whose labels are smooth random maps holding
-every class (the argmax of 21 random 16×16 grids upsampled with cubic splines), with SLIC superpixels (target 60;
-about 20 to 25 on these flat-coloured images) and pseudo-labels equal to the labels. Query project 2 is linked to
-it, with round 1 open and 200 queries (query tasks 1000..1199), 10 superpixels of each image.
+A real Label Studio (``tests/labelstudio_server.py``: the ``label-studio`` package in its own venv, on 127.0.0.1)
+holds both projects and every answer, as in use: the ``reconcile`` job of each webhook reads its annotation back
+from Label Studio. The backend's workspace is written directly on disk in a temporary folder, with Label Studio's
+project and task ids. The image project has 21 classes (``class00``..``class20``) and 20 prepared image tasks of
+512×512 px whose labels are smooth random maps holding every class (the argmax of 21 random 16×16 grids upsampled
+with cubic splines), with SLIC superpixels (target 60; about 20 to 25 on these flat-coloured images) and
+pseudo-labels equal to the labels. The query project is linked to it, with round 1 open and 200 query tasks, 10
+superpixels of each image.
 
 The real werkzeug threaded server runs on 127.0.0.1 in this process, called over HTTP through one
-``requests.Session``. Per endpoint: 10 untimed warm-up calls, then 200 timed ones (``time.perf_counter`` around
-the request, the response body included), reported as p50 and p95 in ms:
+``requests.Session``. Its start-up ``recover`` job (which writes the 20 masks back as predictions) ends before
+anything is timed. Per endpoint: 10 untimed warm-up calls, then 200 timed ones (``time.perf_counter`` around the
+request, the response body included), reported as p50 and p95 in ms:
 
 1. ``POST /predict`` of one image task (cycling over the 20), shaped like Label Studio's request; every response
    must hold 21 brush results;
 2. ``GET /health``, the baseline of the HTTP stack (it also reads the project's state files);
-3. ``POST /webhook`` with an ``ANNOTATION_CREATED`` answer (a new annotation id each call, a class other than
-   the one proposed), sent back to back: (a) with the job runner idle but for the ``reconcile`` jobs the
-   webhooks queue themselves, which recompose the answered images' labels; (b) the same while a DeepLabV3+
-   trains on the CPU in another thread of this process (``train_model`` on 20 random 128×128 images, stopped
-   when the measurement ends). Query task 1199 is never answered, so the round never completes (completing it
-   would start ``finish_round``, which needs Label Studio).
+3. ``POST /webhook`` with an ``ANNOTATION_CREATED`` answer, sent back to back. Before each measurement (untimed),
+   one annotation per call is created in Label Studio, each answering a query with a class other than the one
+   proposed; each webhook names one of them. (a) With the job runner idle but for the ``reconcile`` jobs the
+   webhooks queue themselves, which read the annotations from Label Studio and recompose the answered images'
+   labels; (b) the same while a DeepLabV3+ trains on the CPU in another thread of this process (``train_model`` on
+   20 random 128×128 images, stopped when the measurement ends). The last query task is never answered, so the
+   round never completes.
 
     python benchmarks/backend_latency.py --out benchmarks/_data/backend_latency.json
 """
@@ -26,11 +31,11 @@ the request, the response body included), reported as p50 and p95 in ms:
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import logging
 import os
 import platform
+import sys
 import tempfile
 import threading
 import time
@@ -48,35 +53,51 @@ from scipy.ndimage import zoom
 from tqdm import tqdm
 from werkzeug.serving import make_server
 
-from alc_backend.engine.superpixels import compute_superpixels
-from alc_backend.jobs import InProcessRunner
-from alc_backend.rounds.settings import RoundSettings
-from alc_backend.server import create_app
-from alc_backend.service.backend import Backend
-from alc_backend.service.settings import BackendSettings
-from alc_backend.service.workspace import ProjectState, QueryRecord, TaskRecord, Workspace, save_link
-from alc_backend.training.model import ModelConfig
-from alc_backend.training.trainer import TrainConfig, TrainStep, train_model
+TESTS = Path(__file__).resolve().parent.parent / "tests"
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
 
-IMAGE_PROJECT = 1
-QUERY_PROJECT = 2
-FIRST_QUERY_TASK = 1000
+from labelstudio_server import LabelStudioServer  # noqa: E402
+
+from alc_backend.engine.superpixels import compute_superpixels  # noqa: E402
+from alc_backend.jobs import InProcessRunner  # noqa: E402
+from alc_backend.labelstudio.client import LabelStudioClient  # noqa: E402
+from alc_backend.labelstudio.config import QUESTION, query_label_config  # noqa: E402
+from alc_backend.rounds.settings import RoundSettings  # noqa: E402
+from alc_backend.server import create_app  # noqa: E402
+from alc_backend.service.backend import Backend  # noqa: E402
+from alc_backend.service.settings import BackendSettings  # noqa: E402
+from alc_backend.service.workspace import ProjectState, QueryRecord, TaskRecord, Workspace, save_link  # noqa: E402
+from alc_backend.training.model import ModelConfig  # noqa: E402
+from alc_backend.training.trainer import TrainConfig, TrainStep, train_model  # noqa: E402
 
 
-def answer_event(query_task: int, class_name: str, annotation_id: int) -> dict[str, Any]:
-    """An ``ANNOTATION_CREATED`` webhook body answering query task ``query_task`` with ``class_name``."""
+def choice_result(class_name: str) -> list[dict[str, Any]]:
+    """A query annotation's result: the class ``class_name`` chosen."""
+    return [{"from_name": "answer", "to_name": "image", "type": "choices", "value": {"choices": [class_name]}}]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An annotation created in Label Studio: ``class_name`` chosen for query task ``query_task``."""
+
+    query_task: int
+    annotation: int
+    class_name: str
+
+
+def answer_event(query_project: int, answer: Answer) -> dict[str, Any]:
+    """The ``ANNOTATION_CREATED`` webhook body Label Studio sends for ``answer``."""
     return {
         "action": "ANNOTATION_CREATED",
-        "project": {"id": QUERY_PROJECT},
-        "task": {"id": query_task},
+        "project": {"id": query_project},
+        "task": {"id": answer.query_task},
         "annotation": {
-            "id": annotation_id,
-            "task": query_task,
+            "id": answer.annotation,
+            "task": answer.query_task,
             "was_cancelled": False,
             "updated_at": datetime.now(timezone.utc).isoformat(),
-            "result": [
-                {"from_name": "answer", "to_name": "image", "type": "choices", "value": {"choices": [class_name]}}
-            ],
+            "result": choice_result(answer.class_name),
         },
     }
 
@@ -101,25 +122,35 @@ def brush_config(class_names: list[str]) -> str:
 
 @dataclass
 class Project:
-    """What the benchmark wrote: the image tasks, the open round's queries, the labeling config."""
+    """What the benchmark wrote: Label Studio's project ids, the image tasks, the open round's queries."""
 
+    image_project: int
+    query_project: int
+    class_names: list[str]
     records: dict[int, TaskRecord]
     queries: dict[int, QueryRecord]
     label_config: str
     superpixel_counts: list[int]
 
 
-def build_workspace(model_dir: Path, rng: np.random.Generator, args: argparse.Namespace) -> Project:
-    """Write the image project's workspace and the link of its query project."""
+def build_workspace(
+    model_dir: Path, rng: np.random.Generator, args: argparse.Namespace, client: LabelStudioClient
+) -> Project:
+    """Create both projects and their tasks in Label Studio; write the image project's workspace and the link."""
     class_names = [f"class{index:02d}" for index in range(args.classes)]
     label_config = brush_config(class_names)
-    workspace = Workspace(model_dir, IMAGE_PROJECT)
+    image_project = int(client.create_project("latency: images", label_config)["id"])
+    query_project = int(client.create_project("latency: queries", query_label_config(class_names))["id"])
+    names = [f"image{index:02d}.png" for index in range(1, args.images + 1)]
+    urls = [f"/data/upload/{image_project}/{name}" for name in names]
+    task_ids = client.create_tasks(image_project, [{"image": url} for url in urls])
+    workspace = Workspace(model_dir, image_project)
     palette = rng.integers(0, 256, size=(args.classes, 3))
     records: dict[int, TaskRecord] = {}
-    queries: dict[int, QueryRecord] = {}
+    points: list[tuple[int, int, int, int, int]] = []
     superpixel_counts: list[int] = []
     per_image = args.queries // args.images
-    for task in tqdm(range(1, args.images + 1), desc="workspace", unit="image"):
+    for task, name, url in tqdm(list(zip(task_ids, names, urls, strict=True)), desc="workspace", unit="image"):
         labels = smooth_label_map(rng, args.size, args.classes, args.grid)
         image = palette[labels].astype(np.uint8)
         superpixels = compute_superpixels(image, "slic", num_segments=args.superpixels)
@@ -127,10 +158,7 @@ def build_workspace(model_dir: Path, rng: np.random.Generator, args: argparse.Na
         workspace.save_superpixels(task, superpixels)
         workspace.save_pseudo(task, labels)
         workspace.save_labels(task, labels)
-        name = f"image{task:02d}.png"
-        records[task] = TaskRecord(
-            task, name, f"/data/upload/{IMAGE_PROJECT}/{name}", args.size, args.size, "benchmark", None, rng.random()
-        )
+        records[task] = TaskRecord(task, name, url, args.size, args.size, "benchmark", None, rng.random())
         count = int(superpixels.max()) + 1
         superpixel_counts.append(count)
         if count < per_image:
@@ -138,18 +166,73 @@ def build_workspace(model_dir: Path, rng: np.random.Generator, args: argparse.Na
         for superpixel in rng.choice(count, size=per_image, replace=False):
             pixels = np.argwhere(superpixels == superpixel)
             row, col = (int(value) for value in pixels[len(pixels) // 2])
-            query_task = FIRST_QUERY_TASK + len(queries)
-            proposed = int(labels[row, col])
-            queries[query_task] = QueryRecord(
-                query_task, task, int(superpixel), row, col, proposed, proposed, 1, len(queries)
-            )
+            points.append((task, int(superpixel), row, col, int(labels[row, col])))
+    query_data = [{"image": records[task].image, "question": QUESTION} for task, *_ in points]
+    query_tasks = client.create_tasks(query_project, query_data)
+    queries = {
+        query_task: QueryRecord(query_task, task, superpixel, row, col, proposed, proposed, 1, order)
+        for order, (query_task, (task, superpixel, row, col, proposed)) in enumerate(
+            zip(query_tasks, points, strict=True)
+        )
+    }
     workspace.save_tasks(records)
     workspace.save_queries(queries)
     workspace.save_state(
-        ProjectState(IMAGE_PROJECT, class_names, label_config, QUERY_PROJECT, round=1, round_open=True, prepared=True)
+        ProjectState(image_project, class_names, label_config, query_project, round=1, round_open=True, prepared=True)
     )
-    save_link(model_dir, QUERY_PROJECT, IMAGE_PROJECT)
-    return Project(records, queries, label_config, superpixel_counts)
+    save_link(model_dir, query_project, image_project)
+    return Project(image_project, query_project, class_names, records, queries, label_config, superpixel_counts)
+
+
+def create_answers(client: LabelStudioClient, project: Project, count: int, offset: int) -> list[Answer]:
+    """Create ``count`` annotations in Label Studio, the ``offset``-th onwards of the benchmark's answer sequence.
+
+    The ``i``-th answers query ``i`` modulo all but the last query (which stays unanswered, so the round never
+    completes) with a class other than the one proposed.
+    """
+    answered = sorted(project.queries)[:-1]
+    classes = len(project.class_names)
+    answers = []
+    for index in tqdm(range(offset, offset + count), desc="answers in Label Studio", unit="annotation"):
+        query = project.queries[answered[index % len(answered)]]
+        name = project.class_names[(query.proposed + 1 + index % (classes - 1)) % classes]
+        created = client.create_annotation(query.task, choice_result(name))
+        answers.append(Answer(query.task, int(created["id"]), name))
+    return answers
+
+
+def answer_sender(
+    session: requests.Session, url: str, query_project: int, answers: list[Answer]
+) -> Callable[[int], requests.Response]:
+    """``send(i)``: POST the answer webhook of ``answers[i]`` to the backend at ``url``."""
+
+    def send(index: int) -> requests.Response:
+        return session.post(f"{url}/webhook", json=answer_event(query_project, answers[index]), timeout=30)
+
+    return send
+
+
+def check_answer(response: requests.Response) -> None:
+    """The webhook marked the answer and queued (or coalesced into) a ``reconcile`` job."""
+    response.raise_for_status()
+    assert response.json() == {"status": "queued", "job": "reconcile"}, response.text
+
+
+def check_jobs(runner_status: dict[str, Any]) -> None:
+    """Fail with the failed jobs' errors if any job failed."""
+    failed = runner_status["failed"]
+    assert not failed, f"jobs failed: {json.dumps(failed, indent=1)[:3000]}"
+
+
+@contextmanager
+def labelstudio_server() -> Iterator[LabelStudioServer]:
+    """A real Label Studio on 127.0.0.1 with a fresh database, for the block."""
+    server = LabelStudioServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
 
 
 @contextmanager
@@ -267,23 +350,27 @@ def main() -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     rng = np.random.default_rng(args.seed)
 
-    with tempfile.TemporaryDirectory(prefix="alc-latency-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="alc-latency-") as scratch, labelstudio_server() as labelstudio:
         model_dir = Path(scratch)
-        project = build_workspace(model_dir, rng, args)
-        records, queries = project.records, project.queries
+        client = labelstudio.client()
+        project = build_workspace(model_dir, rng, args, client)
+        records = project.records
         task_ids = sorted(records)
-        answered = sorted(queries)[:-1]
-        class_names = [f"class{index:02d}" for index in range(args.classes)]
-        annotation_ids = itertools.count(1)
         training_data = [
             (rng.integers(0, 256, size=(128, 128, 3), dtype=np.uint8), smooth_label_map(rng, 128, args.classes, 8))
             for _ in range(20)
         ]
         training = TrainingLoad(training_data, args.classes, 128, args.train_epochs)
         settings = BackendSettings(
-            model_dir=model_dir, num_superpixels=args.superpixels, round=RoundSettings(device="cpu")
+            model_dir=model_dir,
+            label_studio_url=labelstudio.url,
+            api_key=labelstudio.token,
+            num_superpixels=args.superpixels,
+            round=RoundSettings(device="cpu"),
         )
         with running_server(settings) as (url, runner), requests.Session() as session:
+            assert runner.wait_idle(600), "the start-up recover job did not finish"
+            check_jobs(runner.status())
 
             def predict(index: int) -> requests.Response:
                 record = records[task_ids[index % len(task_ids)]]
@@ -292,11 +379,11 @@ def main() -> None:
                     "data": {"image": record.image},
                     "annotations": [],
                     "predictions": [],
-                    "project": IMAGE_PROJECT,
+                    "project": project.image_project,
                 }
                 body = {
                     "tasks": [task],
-                    "project": f"{IMAGE_PROJECT}.1700000000",
+                    "project": f"{project.image_project}.1700000000",
                     "label_config": project.label_config,
                     "params": {"context": None},
                 }
@@ -314,35 +401,30 @@ def main() -> None:
                 response.raise_for_status()
                 assert response.json()["status"] == "UP"
 
-            def answer(index: int) -> requests.Response:
-                query = queries[answered[index % len(answered)]]
-                choice = (query.proposed + 1 + index % (args.classes - 1)) % args.classes
-                body = answer_event(query.task, class_names[choice], next(annotation_ids))
-                return session.post(f"{url}/webhook", json=body, timeout=30)
-
-            def check_answer(response: requests.Response) -> None:
-                response.raise_for_status()
-                assert response.json() == {"status": "queued", "job": "reconcile"}, response.text
-
+            per_measurement = args.warmup + args.calls
             times = {
                 "predict": measure(predict, check_predict, args.warmup, args.calls, "/predict"),
                 "health": measure(health, check_health, args.warmup, args.calls, "/health"),
             }
+            answers = create_answers(client, project, per_measurement, 0)
+            send = answer_sender(session, url, project.query_project, answers)
             reconciles_before = runner.status()["done"]
-            times["webhook_idle"] = measure(answer, check_answer, args.warmup, args.calls, "/webhook, idle")
+            times["webhook_idle"] = measure(send, check_answer, args.warmup, args.calls, "/webhook, idle")
             assert runner.wait_idle(300), "the reconcile jobs did not finish"
             reconciles_idle = runner.status()["done"] - reconciles_before
+            answers = create_answers(client, project, per_measurement, per_measurement)
+            send = answer_sender(session, url, project.query_project, answers)
             training.start()
             steps_before = training.steps
             try:
-                times["webhook_training"] = measure(answer, check_answer, args.warmup, args.calls, "/webhook, training")
+                times["webhook_training"] = measure(send, check_answer, args.warmup, args.calls, "/webhook, training")
                 steps_during = training.steps - steps_before
             finally:
                 training.stop()
             assert runner.wait_idle(300), "the reconcile jobs did not finish"
             reconciles_training = runner.status()["done"] - reconciles_before - reconciles_idle
-            failed = runner.status()["failed"]
-            assert not failed, f"jobs failed: {json.dumps(failed, indent=1)[:3000]}"
+            check_jobs(runner.status())
+            recorded = len(Workspace(model_dir, project.image_project).answers())
 
     stats = {name: percentiles(values) for name, values in times.items()}
     ratios = {
@@ -375,7 +457,8 @@ def main() -> None:
         f"webhook training / idle = {ratios['webhook_training_over_idle_p50']:.2f} (p50), "
         f"{ratios['webhook_training_over_idle_p95']:.2f} (p95); {steps_during} training steps during (b), "
         f"{'ended by itself' if training.ended_by_itself else 'stopped after the measurement'}; "
-        f"reconcile jobs run: {reconciles_idle} in (a), {reconciles_training} in (b)"
+        f"reconcile jobs run: {reconciles_idle} in (a), {reconciles_training} in (b); "
+        f"{recorded} answers confirmed with Label Studio and recorded"
     )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -386,7 +469,7 @@ def main() -> None:
                 "classes": args.classes,
                 "superpixels_target": args.superpixels,
                 "superpixels_per_image": project.superpixel_counts,
-                "queries": len(queries),
+                "queries": len(project.queries),
                 "warmup": args.warmup,
                 "calls": args.calls,
                 "seed": args.seed,
@@ -401,6 +484,7 @@ def main() -> None:
                 "images": len(training_data),
             },
             "reconcile_jobs": {"webhook_idle": reconciles_idle, "webhook_training": reconciles_training},
+            "answers_recorded": recorded,
             "times_ms": times,
         }
         args.out.write_text(json.dumps(report, indent=2) + "\n")

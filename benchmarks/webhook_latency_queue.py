@@ -1,22 +1,25 @@
 """Answer-webhook latency while a model trains: in the server's process, or in an rq worker's.
 
-The workspace is the one of ``backend_latency.py`` (built by its :func:`build_workspace`, written once and copied so
-that both set-ups start from the same files): image project 1 with 21 classes and 20 prepared 512×512 tasks, query
-project 2 linked to it with round 1 open and 200 queries. The real werkzeug threaded server runs on 127.0.0.1 in
-this process and is called over HTTP through one ``requests.Session``. Each set-up sends 10 untimed warm-up answer
-webhooks, then 200 timed ones (``ANNOTATION_CREATED``, a new annotation id each call, a class other than the one
-proposed, query task 1199 never answered), reported as p50 and p95 in ms, while the same training runs:
+The Label Studio and the workspace are the ones of ``backend_latency.py`` (built by its :func:`build_workspace`; the
+workspace is written once and copied so that both set-ups start from the same files): an image project with 21
+classes and 20 prepared 512×512 tasks, a query project linked to it with round 1 open and 200 queries, both in a real
+Label Studio on 127.0.0.1. The real werkzeug threaded server runs on 127.0.0.1 in this process and is called over
+HTTP through one ``requests.Session``. Each set-up sends 10 untimed warm-up answer webhooks, then 200 timed ones
+(``ANNOTATION_CREATED``, each naming an annotation created in Label Studio just before, untimed, with a class other
+than the one proposed; the last query is never answered), reported as p50 and p95 in ms, while the same training
+runs:
 ``train_model`` of a DeepLabV3+ on the CPU on 20 random 128×128 images (:func:`training_data`), in a thread, for
 more epochs than the measurement needs, stopped once it ends.
 
 (a) In-process runner (no ``REDIS_URL``): the training runs in a thread of the server's own process
     (``backend_latency.TrainingLoad``), and the ``reconcile`` jobs the webhooks queue run on the in-process
-    runner's thread, also in this process.
+    runner's thread, also in this process, each reading its annotations back from Label Studio.
 (b) rq runner: ``REDIS_URL`` (default ``redis://127.0.0.1:6379/0``) and a fresh ``ALC_QUEUE``. A real
     ``alc-backend worker`` subprocess (own process group) takes a real rq job from that queue,
     :func:`train_in_worker`, which runs the same ``TrainingLoad`` in its work horse until told to stop through a
-    Redis key. The server only records the answers and enqueues (``RQRunner.submit``, ``RedisNotes``); its
-    ``reconcile`` jobs wait on the queue behind the training job and run once it ends.
+    Redis key. The server only marks the answers and enqueues (``RQRunner.submit``, ``RedisNotes``); its
+    ``reconcile`` jobs wait on the queue behind the training job (and behind the start-up ``recover`` job, which
+    the worker runs first) and run once it ends.
 
 At the end the worker gets SIGTERM (its process group), the queue's keys (``alc:<queue>:*``) and rq's (the queue,
 its registries, its jobs and their results) are deleted, and the server is stopped.
@@ -27,7 +30,6 @@ its registries, its jobs and their results) are deleted, and the server is stopp
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import logging
 import os
@@ -57,16 +59,22 @@ for folder in (BENCHMARKS, BENCHMARKS.parent / "tests"):
         sys.path.insert(0, str(folder))
 
 from backend_latency import (  # noqa: E402
+    Project,
     TrainingLoad,
     add_workspace_arguments,
-    answer_event,
+    answer_sender,
     build_workspace,
+    check_answer,
+    check_jobs,
     cpu_model,
+    create_answers,
+    labelstudio_server,
     measure,
     percentiles,
     running_server,
     smooth_label_map,
 )
+from labelstudio_server import LabelStudioServer  # noqa: E402
 from rq_harness import rq_worker  # noqa: E402
 
 from alc_backend.rounds.settings import RoundSettings  # noqa: E402
@@ -111,29 +119,6 @@ def train_in_worker(
         training.stop()
         redis.set(steps_key, training.steps)
     return {"steps": training.steps, "ended_by_itself": training.ended_by_itself, "threads": torch.get_num_threads()}
-
-
-def answer_sender(
-    session: requests.Session, url: str, queries: dict[int, Any], num_classes: int
-) -> Callable[[int], requests.Response]:
-    """``send(i)``: POST the ``i``-th answer webhook, shaped like ``backend_latency.py``'s, to ``url``."""
-    answered = sorted(queries)[:-1]
-    class_names = [f"class{index:02d}" for index in range(num_classes)]
-    annotation_ids = itertools.count(1)
-
-    def send(index: int) -> requests.Response:
-        query = queries[answered[index % len(answered)]]
-        choice = (query.proposed + 1 + index % (num_classes - 1)) % num_classes
-        body = answer_event(query.task, class_names[choice], next(annotation_ids))
-        return session.post(f"{url}/webhook", json=body, timeout=30)
-
-    return send
-
-
-def check_answer(response: requests.Response) -> None:
-    """The webhook recorded the answer and queued (or coalesced into) a ``reconcile`` job."""
-    response.raise_for_status()
-    assert response.json() == {"status": "queued", "job": "reconcile"}, response.text
 
 
 @contextmanager
@@ -193,13 +178,23 @@ def wait_for(check: Callable[[], bool], what: str, timeout_s: float, alive: Call
 
 
 def measure_in_process(
-    model_dir: Path, project_queries: dict[int, Any], args: argparse.Namespace
+    model_dir: Path, project: Project, args: argparse.Namespace, labelstudio: LabelStudioServer
 ) -> tuple[list[float], dict[str, Any]]:
     """Set-up (a): webhooks while ``TrainingLoad`` runs in a thread of this process, with the in-process runner."""
     training = TrainingLoad(training_data(args.seed, args.classes), args.classes, TRAIN_SIZE, args.train_epochs)
-    settings = BackendSettings(model_dir=model_dir, num_superpixels=args.superpixels, round=RoundSettings(device="cpu"))
+    settings = BackendSettings(
+        model_dir=model_dir,
+        label_studio_url=labelstudio.url,
+        api_key=labelstudio.token,
+        num_superpixels=args.superpixels,
+        round=RoundSettings(device="cpu"),
+    )
     with running_server(settings) as (url, runner), requests.Session() as session:
-        send = answer_sender(session, url, project_queries, args.classes)
+        assert runner.wait_idle(600), "the start-up recover job did not finish"
+        check_jobs(runner.status())
+        done_before = runner.status()["done"]
+        answers = create_answers(labelstudio.client(), project, args.warmup + args.calls, 0)
+        send = answer_sender(session, url, project.query_project, answers)
         training.start()
         steps_before = training.steps
         try:
@@ -209,17 +204,17 @@ def measure_in_process(
             training.stop()
         assert runner.wait_idle(300), "the reconcile jobs did not finish"
         status = runner.status()
-        assert not status["failed"], f"jobs failed: {json.dumps(status['failed'], indent=1)[:3000]}"
+        check_jobs(status)
     return times, {
         "training_steps_during_measurement": steps_during,
         "training_ended_by_itself": training.ended_by_itself,
-        "reconcile_jobs_run": status["done"],
+        "reconcile_jobs_run": status["done"] - done_before,
         "torch_threads": torch.get_num_threads(),
     }
 
 
 def measure_with_worker(
-    model_dir: Path, project_queries: dict[int, Any], args: argparse.Namespace, log: Path
+    model_dir: Path, project: Project, args: argparse.Namespace, labelstudio: LabelStudioServer, log: Path
 ) -> tuple[list[float], dict[str, Any]]:
     """Set-up (b): webhooks to a server with the rq runner while a worker subprocess runs :func:`train_in_worker`."""
     queue_name = f"alc-bench-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -228,6 +223,8 @@ def measure_with_worker(
         num_superpixels=args.superpixels,
         redis_url=args.redis_url,
         queue=queue_name,
+        label_studio_url=labelstudio.url,
+        api_key=labelstudio.token,
         round=RoundSettings(device="cpu"),
     )
     redis = Redis.from_url(args.redis_url)
@@ -242,9 +239,8 @@ def measure_with_worker(
         "MODEL_DIR": str(model_dir),
         "ALC_DEVICE": "cpu",
         "ALC_NUM_SUPERPIXELS": str(args.superpixels),
-        # run_job needs a Label Studio connection; reconcile never calls it here (no image task was drawn on).
-        "LABEL_STUDIO_URL": "http://127.0.0.1:9",
-        "LABEL_STUDIO_API_KEY": "benchmark",
+        "LABEL_STUDIO_URL": labelstudio.url,
+        "LABEL_STUDIO_API_KEY": labelstudio.token,
         "PYTHONPATH": python_path,
     }
     job_ids: set[str] = set()
@@ -268,7 +264,9 @@ def measure_with_worker(
                 )
                 job_ids.add(train_job.id)
                 wait_for(lambda: int(redis.get(steps_key) or 0) >= 1, "the worker's first training step", 300, alive)
-                send = answer_sender(session, url, project_queries, args.classes)
+                per_measurement = args.warmup + args.calls
+                answers = create_answers(labelstudio.client(), project, per_measurement, per_measurement)
+                send = answer_sender(session, url, project.query_project, answers)
                 steps_before = int(redis.get(steps_key) or 0)
                 times = measure(send, check_answer, args.warmup, args.calls, "(b) rq worker, training")
                 steps_during = int(redis.get(steps_key) or 0) - steps_before
@@ -279,10 +277,12 @@ def measure_with_worker(
                 assert runner.wait_idle(300), "the reconcile jobs did not finish"
                 status = runner.status()
                 job_ids.update(job["id"] for job in status["failed"])
-                assert not status["failed"], f"jobs failed: {json.dumps(status['failed'], indent=1)[:3000]}"
+                check_jobs(status)
                 result = train_job.return_value(refresh=True) or {}
-                job_ids.update(queue.finished_job_registry.get_job_ids())
-                done = queue.finished_job_registry.count
+                finished_ids = queue.finished_job_registry.get_job_ids()
+                job_ids.update(finished_ids)
+                finished = Job.fetch_many(finished_ids, connection=redis)
+                reconciles = sum(1 for job in finished if job is not None and job.meta.get("kind") == "reconcile")
     finally:
         left = delete_queue_keys(redis, queue, job_ids)
         redis.close()
@@ -292,7 +292,7 @@ def measure_with_worker(
         "training_ended_by_itself": bool(result.get("ended_by_itself")),
         "worker_torch_threads": result.get("threads"),
         "jobs_queued_behind_training_at_end": queued_behind,
-        "reconcile_jobs_run": done - 1,
+        "reconcile_jobs_run": reconciles,
         "redis_keys_left_after_cleanup": left,
     }
 
@@ -305,16 +305,16 @@ def main() -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     load_average = os.getloadavg()
 
-    with tempfile.TemporaryDirectory(prefix="alc-webhook-queue-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="alc-webhook-queue-") as scratch, labelstudio_server() as labelstudio:
         dir_a, dir_b = Path(scratch) / "in-process", Path(scratch) / "rq"
-        project = build_workspace(dir_a, np.random.default_rng(args.seed), args)
+        project = build_workspace(dir_a, np.random.default_rng(args.seed), args, labelstudio.client())
         shutil.copytree(dir_a, dir_b)
         times: dict[str, list[float]] = {}
         details: dict[str, dict[str, Any]] = {}
-        times["in_process"], details["in_process"] = measure_in_process(dir_a, project.queries, args)
+        times["in_process"], details["in_process"] = measure_in_process(dir_a, project, args, labelstudio)
         log = Path(scratch) / "worker.log"
         try:
-            times["rq_worker"], details["rq_worker"] = measure_with_worker(dir_b, project.queries, args, log)
+            times["rq_worker"], details["rq_worker"] = measure_with_worker(dir_b, project, args, labelstudio, log)
         except BaseException:
             print(log.read_text()[-5000:] if log.exists() else "(no worker log)", file=sys.stderr)
             raise
