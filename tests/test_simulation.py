@@ -25,11 +25,13 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 FAST = RoundSettings(epochs=1, image_size=32, batch_size=4, encoder="resnet18")
 
 
-def write_striped_dataset(root: Path, num_images: int = 6) -> SegmentationDataset:
+def write_striped_dataset(root: Path, num_images: int = 6, superpixel_shift: int = 0) -> SegmentationDataset:
     """32×32 images: four vertical superpixels of 8 columns; truth = class of the stripe's colour.
 
     The pseudo-labels are wrong on a block of each image: 0..3 columns into stripe 1 (so that
-    stripe agrees on 5..8 of 8 columns) and all of stripe 3 in odd images.
+    stripe agrees on 5..8 of 8 columns) and all of stripe 3 in odd images. With
+    ``superpixel_shift`` s > 0 the superpixels start s columns later (columns ``0..s-1`` form
+    superpixel 0), so that each straddles two stripes.
     """
     rng = np.random.default_rng(0)
     colours = np.array([[200, 30, 30], [30, 200, 30], [30, 30, 200]])
@@ -46,7 +48,7 @@ def write_striped_dataset(root: Path, num_images: int = 6) -> SegmentationDatase
         pseudo[:, 8 : 8 + index % 4] = (truth[:, 8 : 8 + index % 4] + 1) % 3
         if index % 2:
             pseudo[:, 24:] = (truth[:, 24:] + 1) % 3
-        superpixels = np.repeat(np.arange(4), 8)[None].repeat(32, axis=0)
+        superpixels = ((np.arange(32) + (8 - superpixel_shift) % 8) // 8)[None].repeat(32, axis=0)
         Image.fromarray(image).save(root / "images" / f"{name}.png")
         write_label_png(root / "masks" / f"{name}.png", truth)
         write_label_png(root / "pseudo" / f"{name}.png", pseudo)
@@ -82,6 +84,7 @@ def test_reference_oracle_with_the_whole_pool_relabels_exactly_the_mostly_wrong_
     first, last = run["rounds"]
     assert first["clicks"] == 0 and first["data_miou"] == pytest.approx(mean_iou(start))
     assert last["clicks"] == 4 * len(dataset.train_names)  # every superpixel asked once
+    assert last["seconds"] == pytest.approx(6.38 * last["clicks"])  # one class per superpixel: 127.6 s / 20
     assert last["data_miou"] == pytest.approx(mean_iou(expected))
     num_changed = sum(changed_superpixels(dataset, name) for name in dataset.train_names)
     assert last["precision"] == pytest.approx(num_changed / last["clicks"])
@@ -89,6 +92,29 @@ def test_reference_oracle_with_the_whole_pool_relabels_exactly_the_mostly_wrong_
     # Theorem 3.1 cost: 1 bit per confirmation, log2(3) per correction
     assert last["cost_bits"] == pytest.approx((last["clicks"] - num_changed) + num_changed * np.log2(3))
     assert last["auto_corrected_pixels"] is None and last["model_miou"] is not None
+
+
+def test_seconds_count_each_query_by_the_true_classes_of_its_region(tmp_path: Path) -> None:
+    """Superpixels of columns 0-3, 4-11, 12-19, 20-27, 28-31 over stripes of 8: the three middle ones
+    straddle two stripes. Every superpixel is asked once; by Table 3 of the multi-class paper a
+    correction query costs 127.6 / 20 = 6.38 s on one class and 160.5 / 20 = 8.025 s on two."""
+    dataset = write_striped_dataset(tmp_path / "data", superpixel_shift=4)
+    config = SimulationConfig(methods=("cil",), rounds=1, round=FAST.replace(queries_per_round=1000))
+    results = Simulation(dataset, config, tmp_path / "out", progress=False).run()
+
+    expected = 0.0
+    for name in dataset.train_names:
+        stripes = dataset.mask(name)[0, ::8]  # the class of each of the 4 stripes
+        expected += 2 * 6.38  # the half stripes at both edges
+        expected += sum(8.025 if stripes[k] != stripes[k + 1] else 6.38 for k in range(3))
+    (run,) = results["runs"]
+    first, last = run["rounds"]
+    assert first["seconds"] == 0.0
+    assert last["clicks"] == 5 * len(dataset.train_names)
+    assert last["seconds"] == pytest.approx(expected)
+    assert any(dataset.mask(name)[0, 0] != dataset.mask(name)[0, 8] for name in dataset.train_names)
+    assert results["config"]["seconds_per_query"]["correction"] == pytest.approx([6.38, 8.025, 8.605])
+    assert (tmp_path / "out" / "curves-seconds.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def expected_labels(dataset: SegmentationDataset, name: str) -> np.ndarray:
@@ -141,7 +167,7 @@ def test_cli_simulate_writes_results_and_curves(tmp_path: Path) -> None:
     results = json.loads((out / "results.json").read_text())
     assert results["config"]["seeds"] == [0, 1] and results["config"]["device"] == "cpu"
     assert {run["method"] for run in results["runs"]} == {"lcil", "softmin"}
-    keys = {"round", "clicks", "cost_bits", "data_miou", "model_miou", "precision", "recall", "audits"}
+    keys = {"round", "clicks", "seconds", "cost_bits", "data_miou", "model_miou", "precision", "recall", "audits"}
     auto_keys = {"auto_corrected_pixels", "auto_corrected_superpixels", "auto_precision", "auto"}
     assert keys | auto_keys == set(results["runs"][0]["rounds"][1])
     assert all(results["runs"][0]["rounds"][1][key] is None for key in auto_keys)  # no auto-corrector
