@@ -93,6 +93,10 @@ def test_settings_come_from_the_environment_and_bad_values_are_named() -> None:
         BackendSettings.from_env({"ALC_QUERIES_PER_ROUND": "many"})
     with pytest.raises(SettingsError, match="ALC_METHOD: method 'abc\\+xyz': unknown auto-corrector 'xyz'"):
         BackendSettings.from_env({"ALC_METHOD": "abc+xyz"})
+    with pytest.raises(
+        SettingsError, match=r"^ALC_METHOD=multiclass:abc: the backend asks correction queries only so far"
+    ):
+        BackendSettings.from_env({"ALC_METHOD": "multiclass:abc"})
     with pytest.raises(SettingsError, match="set both BASIC_AUTH_USER and BASIC_AUTH_PASS, or neither"):
         BackendSettings.from_env({"BASIC_AUTH_USER": "me"})
     with pytest.raises(SettingsError, match=r"^ALC_IMAGE_SIZE: image_size must be a positive multiple of 16, got 100$"):

@@ -66,6 +66,17 @@ def test_parse_method_names_acquisition_and_correctors() -> None:
         parse_method("foo")
     with pytest.raises(ValueError, match=r"method 'sim\+magic': unknown auto-corrector 'magic'"):
         parse_method("sim+magic")
+    assert parse_method("correction:abc+lcm").name == "abc+lcm"
+    multiclass = parse_method(" multiclass : pixbal+lcm")
+    assert (multiclass.name, multiclass.query, multiclass.acquisition) == (
+        "multiclass:pixbal+lcm",
+        "multiclass",
+        "pixbal",
+    )
+    with pytest.raises(
+        ValueError, match="method 'dominant:sim': unknown query kind 'dominant'; choose from correction"
+    ):
+        parse_method("dominant:sim")
 
 
 def test_reference_oracle_with_the_whole_pool_relabels_exactly_the_mostly_wrong_superpixels(tmp_path: Path) -> None:
@@ -115,6 +126,41 @@ def test_seconds_count_each_query_by_the_true_classes_of_its_region(tmp_path: Pa
     assert any(dataset.mask(name)[0, 0] != dataset.mask(name)[0, 8] for name in dataset.train_names)
     assert results["config"]["seconds_per_query"]["correction"] == pytest.approx([6.38, 8.025, 8.605])
     assert (tmp_path / "out" / "curves-seconds.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_multiclass_queries_tick_the_classes_inside_the_boundary_band_and_label_only_with_them(
+    tmp_path: Path,
+) -> None:
+    """Superpixels of columns 0-3, 4-11, 12-19, 20-27, 28-31 over stripes of 8 columns. The band along a
+    region's boundary (5×5 dilation) covers its 3 columns next to another superpixel, not the image
+    edge: the edge superpixels keep column 0 (31), a middle one columns 7-8 (15-16, 23-24), one
+    column of each stripe it straddles. So the middle ones are answered with both stripes' classes.
+    By Table 3 a multi-class query costs 145.5 / 20 = 7.275 s on one class, 191.6 / 20 = 9.58 s on
+    two; each costs C = 3 bits."""
+    dataset = write_striped_dataset(tmp_path / "data", superpixel_shift=4)
+    config = SimulationConfig(methods=("multiclass:random",), rounds=1, round=FAST.replace(queries_per_round=1000))
+    results = Simulation(dataset, config, tmp_path / "out", progress=False).run()
+
+    work = tmp_path / "out" / "work" / "seed0" / "multiclass:random"
+    given = [json.loads(line) for line in (work / "queries.jsonl").read_text().splitlines()]
+    assert len(given) == 5 * len(dataset.train_names) and {q["kind"] for q in given} == {"multiclass"}
+    expected_seconds = 0.0
+    for name in dataset.train_names:
+        stripes = [int(c) for c in dataset.mask(name)[0, ::8]]
+        expected = [{stripes[0]}, *({stripes[k], stripes[k + 1]} for k in range(3)), {stripes[3]}]
+        answered = {q["superpixel"]: q for q in given if q["image"] == name}
+        labels = np.asarray(Image.open(work / "labels" / f"{name}.png"))
+        for superpixel, classes in enumerate(expected):
+            assert answered[superpixel]["classes"] == sorted(classes)
+            assert answered[superpixel]["answer"] == (next(iter(classes)) if len(classes) == 1 else None)
+            columns = labels[:, max(8 * superpixel - 4, 0) : 8 * superpixel + 4]
+            assert set(np.unique(columns).tolist()) <= classes
+            expected_seconds += 7.275 if len(classes) == 1 else 9.58
+    assert any(len(set(dataset.mask(name)[0, ::8].tolist())) > 1 for name in dataset.train_names)
+    last = results["runs"][0]["rounds"][-1]
+    assert last["seconds"] == pytest.approx(expected_seconds)
+    assert last["cost_bits"] == pytest.approx(3 * last["clicks"])
+    assert last["precision"] is None and last["recall"] is None
 
 
 def expected_labels(dataset: SegmentationDataset, name: str) -> np.ndarray:

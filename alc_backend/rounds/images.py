@@ -3,7 +3,7 @@
 :class:`RoundImages` is the small interface the core reads and writes through; the backend's
 workspace and the simulation's store each implement it. Images are named by string keys
 (the backend uses its task ids). A :class:`Query` asks about one region of one image; an
-:class:`Answer` is the class a human gave it.
+:class:`Answer` is the class a human gave it, or the classes they ticked in it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 from alc_backend import IGNORE_INDEX
 from alc_backend.engine.corrections import AutoCorrection
 
-QueryKind = Literal["correction", "audit"]
+QueryKind = Literal["correction", "multiclass", "audit"]
 
 
 @dataclass(frozen=True)
@@ -30,11 +30,12 @@ class Query:
             the superpixel of an audited change).
         row, col: the pixel shown as a point; the simulated annotator answers its true class.
         proposed: the class shown pre-selected: the current label at the pixel for a correction
-            query, the corrector's class for an audit.
+            query, the corrector's class for an audit; a multi-class query shows none, and
+            records the current label at the pixel here.
         label_before: the region's majority label when the query was made (255 = none).
         region: ``(flat start, length)`` runs of the pixels the answer labels, raster order.
         score: the acquisition score (audits: 0).
-        kind: ``"correction"`` or ``"audit"``.
+        kind: ``"correction"``, ``"multiclass"`` (tick every class in the region) or ``"audit"``.
         corrector: for an audit, the corrector whose proposal it checks.
         audited_round: for an audit, the round of the proposal it checks.
     """
@@ -95,11 +96,23 @@ class Query:
 
 @dataclass(frozen=True)
 class Answer:
-    """A human's answer to a query of round ``round``: the class ``answer``."""
+    """A human's answer to a query of round ``round``.
+
+    ``answer`` is the class the region takes: the class chosen for a correction query or an
+    audit, or the one class ticked for a multi-class query; ``IGNORE_INDEX`` (255) when several
+    were ticked. ``classes`` holds every class ticked for a multi-class query (ascending), and
+    is empty for the other kinds.
+    """
 
     query: Query
     answer: int
     round: int
+    classes: tuple[int, ...] = ()
+
+    @property
+    def mixed(self) -> bool:
+        """Whether the annotator ticked several classes: the region is not one class."""
+        return len(self.classes) > 1
 
 
 @dataclass(frozen=True)

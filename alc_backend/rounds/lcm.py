@@ -32,7 +32,8 @@ def lcm_proposals(
     Args:
         images: the round's images, with every answer so far in their labels.
         model: the round's model (trained before its answers).
-        answers: every answer so far.
+        answers: every answer so far; LCM learns from those of one class (correction queries,
+            multi-class queries with one class ticked, audits of its own changes).
         settings: LCM's settings and features.
         round_index: the round (recorded, and seeds ``psi``).
 
@@ -40,7 +41,11 @@ def lcm_proposals(
         ``(records, notes)``: one record per proposed superpixel, and what LCM saw
         (``answers`` it learnt from, ``candidates``, ``proposed``, or ``abstained`` and why).
     """
-    learnt = [a for a in answers if a.query.kind == "correction" or a.query.corrector == "lcm"]
+    learnt = [
+        a
+        for a in answers
+        if (a.query.kind in ("correction", "multiclass") and not a.mixed) or a.query.corrector == "lcm"
+    ]
     if len({a.answer for a in learnt}) < 2:
         return [], {"answers": len(learnt), "abstained": "fewer than two classes answered"}
     keys = list(images.keys())

@@ -1,16 +1,24 @@
-"""Method names: an acquisition function plus optional automatic correctors.
+"""Method names: the kind of query, an acquisition function and optional automatic correctors.
 
-A method is written ``ACQUISITION[+CORRECTOR...]``, e.g. ``sim``, ``abc+lcm`` or ``sim+plar``.
-The acquisition chooses which superpixels the annotator is asked about; auto-correctors then
-relabel superpixels nobody asked about, after each round's answers. Auto-correctors register
-themselves in :data:`AUTO_CORRECTORS` by name.
+A method is written ``[QUERY:]ACQUISITION[+CORRECTOR...]``, e.g. ``sim``, ``abc+lcm``,
+``multiclass:pixbal`` or ``multiclass:abc+lcm``. The query kind is how the annotator answers:
+``correction`` (the default; the region's class is shown and changed only if wrong) or
+``multiclass`` (every class present in the region is ticked). The acquisition chooses which
+superpixels the annotator is asked about; auto-correctors then relabel superpixels nobody asked
+about, after each round's answers. Auto-correctors register themselves in
+:data:`AUTO_CORRECTORS` by name.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, cast, get_args
 
 from alc_backend.engine.acquisition import ACQUISITION_METHODS
+
+QueryMode = Literal["correction", "multiclass"]
+QUERY_MODES: tuple[QueryMode, ...] = cast("tuple[QueryMode, ...]", get_args(QueryMode))
+DEFAULT_QUERY_MODE: QueryMode = "correction"
 
 AUTO_CORRECTORS: dict[str, str] = {
     "lcm": "Label Correction Module (A2LC): a classifier of the answers relabels similar superpixels",
@@ -21,20 +29,25 @@ AUTO_CORRECTORS: dict[str, str] = {
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """A parsed method name."""
+    """A parsed method name; ``name`` is its canonical spelling (the default query kind left out)."""
 
     name: str
+    query: QueryMode
     acquisition: str
     correctors: tuple[str, ...]
 
 
 def parse_method(name: str) -> MethodSpec:
-    """Split ``ACQUISITION[+CORRECTOR...]`` and check every part is known.
+    """Split ``[QUERY:]ACQUISITION[+CORRECTOR...]`` and check every part is known.
 
     Raises:
         ValueError: naming the unknown part and the known choices.
     """
-    acquisition, *correctors = [part.strip() for part in name.strip().split("+")]
+    query, _, rest = name.strip().rpartition(":")
+    query = query.strip() or DEFAULT_QUERY_MODE
+    if query not in QUERY_MODES:
+        raise ValueError(f"method {name!r}: unknown query kind {query!r}; choose from {', '.join(QUERY_MODES)}")
+    acquisition, *correctors = [part.strip() for part in rest.strip().split("+")]
     if acquisition not in ACQUISITION_METHODS:
         raise ValueError(
             f"method {name!r}: unknown acquisition {acquisition!r}; choose from {', '.join(ACQUISITION_METHODS)}"
@@ -45,4 +58,10 @@ def parse_method(name: str) -> MethodSpec:
             raise ValueError(f"method {name!r}: unknown auto-corrector {corrector!r} ({known})")
     if len(set(correctors)) != len(correctors):
         raise ValueError(f"method {name!r} names an auto-corrector twice")
-    return MethodSpec(name="+".join([acquisition, *correctors]), acquisition=acquisition, correctors=tuple(correctors))
+    body = "+".join([acquisition, *correctors])
+    return MethodSpec(
+        name=body if query == DEFAULT_QUERY_MODE else f"{query}:{body}",
+        query=cast(QueryMode, query),
+        acquisition=acquisition,
+        correctors=tuple(correctors),
+    )

@@ -144,16 +144,19 @@ def _correction_queries(
     pool: ScoredPool,
     chosen: np.ndarray,
 ) -> list[Query]:
-    """Correction queries for the pool entries ``chosen``, in that order.
+    """The queries of the method's kind (correction or multi-class) for the pool entries ``chosen``, in that order.
 
-    With ``eps > 0`` each expansion region needs the model's probabilities again: they are
-    recomputed for the images that hold a chosen superpixel (one at a time).
+    A correction query's region is the expansion region of its representative pixel; with
+    ``eps > 0`` that needs the model's probabilities again: they are recomputed for the images
+    that hold a chosen superpixel (one at a time). A multi-class query asks about the whole
+    superpixel.
     """
     by_image: dict[str, list[int]] = {}
     for entry in chosen:
         by_image.setdefault(keys[int(pool.image[entry])], []).append(int(entry))
     made: dict[int, Query] = {}
-    with_probs = settings.eps > 0
+    kind = settings.query
+    with_probs = settings.eps > 0 and kind == "correction"
     ordered = [key for key in keys if key in by_image]
     probs_of = probabilities(images, model, ordered, settings) if with_probs else ((key, None) for key in ordered)
     for key, probs in probs_of:
@@ -162,7 +165,8 @@ def _correction_queries(
         for entry in by_image[key]:
             superpixel = int(pool.superpixel[entry])
             row, col = (int(value) for value in pool.representatives[key][superpixel])
-            region = expansion_region(probs, superpixels, superpixel, (row, col), settings.eps)
+            eps = settings.eps if kind == "correction" else 0.0
+            region = expansion_region(probs, superpixels, superpixel, (row, col), eps)
             made[entry] = Query(
                 image=key,
                 superpixel=superpixel,
@@ -172,6 +176,7 @@ def _correction_queries(
                 label_before=_majority(labels[region]),
                 region=flat_runs(region),
                 score=float(pool.score[entry]),
+                kind=kind,
             )
     return [made[int(entry)] for entry in chosen]
 

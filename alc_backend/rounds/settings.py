@@ -21,7 +21,7 @@ from alc_backend.engine.acquisition import PIXBAL_NU, UniformOver
 from alc_backend.engine.lcm import LCMConfig
 from alc_backend.engine.plar import PLARConfig
 from alc_backend.rounds.features import FEATURE_KINDS, FeatureKind
-from alc_backend.rounds.methods import parse_method
+from alc_backend.rounds.methods import QueryMode, parse_method
 from alc_backend.training.trainer import SIZE_MULTIPLE
 
 
@@ -76,7 +76,7 @@ class AuditConfig:
 class RoundSettings:
     """Everything a round depends on besides its images.
 
-    ``method`` is ``ACQUISITION[+CORRECTOR...]`` (:mod:`alc_backend.rounds.methods`);
+    ``method`` is ``[QUERY:]ACQUISITION[+CORRECTOR...]`` (:mod:`alc_backend.rounds.methods`);
     ``queries_per_round`` the budget B of queries per round, audits included; ``eps`` the
     expansion threshold of eq. 12 (0: an answer labels its whole superpixel); ``abc_uniform``
     and ``pixbal_nu`` parameterise ABC and PixBal. ``image_size`` is the training and
@@ -137,6 +137,11 @@ class RoundSettings:
     @property
     def acquisition(self) -> str:
         return parse_method(self.method).acquisition
+
+    @property
+    def query(self) -> QueryMode:
+        """How the annotator answers this method's queries: ``correction`` or ``multiclass``."""
+        return parse_method(self.method).query
 
     @property
     def audits_per_round(self) -> int:
@@ -218,7 +223,7 @@ class SettingSpec:
 
 
 SETTINGS: tuple[SettingSpec, ...] = (
-    SettingSpec("method", "ALC_METHOD", None, "str", "ACQUISITION[+CORRECTOR...]"),
+    SettingSpec("method", "ALC_METHOD", None, "str", "[QUERY:]ACQUISITION[+CORRECTOR...]"),
     SettingSpec("queries_per_round", "ALC_QUERIES_PER_ROUND", "--budget", "int", "queries per round, audits included"),
     SettingSpec("eps", "ALC_EPS", "--eps", "float", "expansion similarity threshold of eq. 12 (0: whole superpixel)"),
     SettingSpec("abc_uniform", "ALC_ABC_UNIFORM", "--abc-uniform", "str", "ABC's U: over classes", ("present", "all")),

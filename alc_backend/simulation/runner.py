@@ -35,9 +35,11 @@ from alc_backend.atomic import write_text_atomically
 from alc_backend.data.dataset import SegmentationDataset
 from alc_backend.engine.corrections import AutoCorrection
 from alc_backend.engine.metrics import QueryQuality, confusion_matrix, correction_query_bits, mean_iou
+from alc_backend.engine.multiclass import multiclass_oracle_answer
 from alc_backend.engine.oracle import ORACLE_MODES, answers_would_change, faithful_answer, reference_answer
-from alc_backend.engine.query_cost import PAPER_COST_MODEL, cumulative_seconds
+from alc_backend.engine.query_cost import PAPER_COST_MODEL, QueryKind, cumulative_seconds
 from alc_backend.engine.superpixels import SUPERPIXEL_ALGORITHMS
+from alc_backend.rounds.answers import Given, localise_mixed_answers
 from alc_backend.rounds.audits import Proposal
 from alc_backend.rounds.corrections import RoundCorrections, correct_round
 from alc_backend.rounds.images import Answer, Query
@@ -186,14 +188,13 @@ class Simulation:
             choice = choose_queries(images, model, settings, round_index, audits)
             wrong_in_pool = self._wrong_in_pool(images, choice)
             given = self._ask(images, choice.queries)
-            images.answer(given)
+            images.answer(given, localise_mixed_answers(images, model, settings, given))
             _append_queries(folder / "queries.jsonl", round_index, given)
-            round_answers = [Answer(query, answer, round_index) for query, answer in given if answer is not None]
+            round_answers = [answer_of(query, classes, round_index) for query, classes in given if classes]
             answers += round_answers
-            changed = sum(answer.answer != answer.query.proposed for answer in round_answers)
             clicks += len(choice.queries)
             seconds += self._seconds(choice.queries)
-            bits += correction_query_bits(len(choice.queries) - changed, changed, self.dataset.num_classes)
+            bits += self._bits(choice.queries, round_answers)
             num_corrections = sum(query.kind == "correction" for query in choice.queries)
             corrected = sum(
                 self.config.oracle == "reference" or a.answer != a.query.proposed
@@ -201,8 +202,10 @@ class Simulation:
                 if a.query.kind == "correction"
             )
             # an unlabelled representative answered from an expansion region smaller than its
-            # superpixel may differ from the pool's view of it: never let the count exceed the pool's
-            quality = QueryQuality.from_counts(corrected, num_corrections, max(wrong_in_pool, corrected))
+            # superpixel may differ from the pool's view of it: never let the count exceed the pool's;
+            # a round without correction queries (multi-class ones only) has neither precision nor recall
+            in_pool = max(wrong_in_pool, corrected) if num_corrections else 0
+            quality = QueryQuality.from_counts(corrected, num_corrections, in_pool)
             outcome = correct_round(images, model, answers, settings, round_index, pending, self.dataset.classes)
             pending, audits = outcome.proposals, outcome.audits
             model = train_round_model(images, settings)
@@ -222,9 +225,13 @@ class Simulation:
                 **(self._auto_summary(outcome) if settings.correctors else _NO_AUTO),
             )
 
-    def _ask(self, images: SimulationImages, queries: list[Query]) -> list[tuple[Query, int | None]]:
-        """The simulated annotator's answers to ``queries``, in their order (None: no answer)."""
-        given: dict[int, int | None] = {}
+    def _ask(self, images: SimulationImages, queries: list[Query]) -> list[Given]:
+        """The simulated annotator's answers to ``queries``, in their order (``()``: no answer).
+
+        A multi-class query is answered with every true class of its superpixel but those seen
+        only along its boundary (:func:`multiclass_oracle_answer`); the other kinds with one class.
+        """
+        given: dict[int, tuple[int, ...]] = {}
         for key in dict.fromkeys(query.image for query in queries):
             truth = self.dataset.mask(key)
             labels = images.labels(key)
@@ -234,25 +241,40 @@ class Simulation:
                     continue
                 region = query.region_mask(labels.shape)
                 answer: int | None
+                if query.kind == "multiclass":
+                    given[index] = multiclass_oracle_answer(truth, superpixels, query.superpixel)
+                    continue
                 if query.kind == "audit" or self.config.oracle == "faithful":
                     answer = faithful_answer(truth, region, (query.row, query.col))
                     answer = None if answer == IGNORE_INDEX else answer
                 else:
                     answer = reference_answer(truth, labels, superpixels, query.superpixel)
-                given[index] = answer
+                given[index] = () if answer is None else (answer,)
         return [(query, given[index]) for index, query in enumerate(queries)]
+
+    def _bits(self, queries: list[Query], answers: list[Answer]) -> float:
+        """The information-theoretic cost of a round's queries: Theorem 3.1's for correction queries and
+        audits (1 bit per confirmation, ``log2 C`` per correction), ``C`` bits (one tick per class) per
+        multi-class query."""
+        num_classes = self.dataset.num_classes
+        single = [answer for answer in answers if answer.query.kind != "multiclass"]
+        changed = sum(answer.answer != answer.query.proposed for answer in single)
+        confirmed = sum(query.kind != "multiclass" for query in queries) - changed
+        multiclass = sum(query.kind == "multiclass" for query in queries)
+        return correction_query_bits(confirmed, changed, num_classes) + multiclass * num_classes
 
     def _seconds(self, queries: list[Query]) -> float:
         """Annotator seconds of ``queries`` by the paper's cost model, each by the true classes in its region.
 
         Audits cost what a correction query costs; a region without a labelled pixel counts as one class.
         """
-        counts = []
+        costed: list[tuple[QueryKind, int]] = []
         for query in queries:
             truth = self.dataset.mask(query.image)
             present = truth[query.region_mask(truth.shape)]
-            counts.append(max(int(np.unique(present[present != IGNORE_INDEX]).size), 1))
-        return cumulative_seconds((("correction", count) for count in counts), PAPER_COST_MODEL)
+            count = max(int(np.unique(present[present != IGNORE_INDEX]).size), 1)
+            costed.append(("multiclass" if query.kind == "multiclass" else "correction", count))
+        return cumulative_seconds(costed, PAPER_COST_MODEL)
 
     def _wrong_in_pool(self, images: SimulationImages, choice: QueryChoice) -> int:
         """How many open superpixels of the pool an answer would change (the recall's denominator)."""
@@ -341,11 +363,28 @@ class Simulation:
         write_text_atomically(self.out / "results.json", json.dumps(results, indent=2) + "\n")
 
 
-def _append_queries(path: Path, round_index: int, given: list[tuple[Query, int | None]]) -> None:
-    """Add a round's queries, in rank order, with the simulated answers to ``path`` (one JSON object per line)."""
+def answer_of(query: Query, classes: tuple[int, ...], round_index: int) -> Answer:
+    """The :class:`Answer` of ``classes`` (at least one) given to ``query``."""
+    answer = classes[0] if len(classes) == 1 else IGNORE_INDEX
+    return Answer(query, answer, round_index, classes if query.kind == "multiclass" else ())
+
+
+def _append_queries(path: Path, round_index: int, given: list[Given]) -> None:
+    """Add a round's queries, in rank order, with the simulated answers to ``path`` (one JSON object per line).
+
+    ``answer`` is the class given (null: none, or several ticked), ``classes`` every class given.
+    """
     lines = [
-        json.dumps({"round": round_index, "rank": rank, **query.to_json(), "answer": answer})
-        for rank, (query, answer) in enumerate(given)
+        json.dumps(
+            {
+                "round": round_index,
+                "rank": rank,
+                **query.to_json(),
+                "answer": classes[0] if len(classes) == 1 else None,
+                "classes": list(classes),
+            }
+        )
+        for rank, (query, classes) in enumerate(given)
     ]
     previous = path.read_text(encoding="utf-8") if path.exists() else ""
     write_text_atomically(path, previous + "".join(line + "\n" for line in lines))

@@ -8,7 +8,7 @@ implementation of the round core's :class:`~alc_backend.rounds.images.RoundImage
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,8 @@ from alc_backend.data.dataset import (
 )
 from alc_backend.engine.corrections import AutoCorrection, apply_corrections
 from alc_backend.engine.superpixels import SuperpixelAlgorithm, compute_superpixels
-from alc_backend.rounds.images import Query, VerifiedPixels
+from alc_backend.rounds.answers import Given
+from alc_backend.rounds.images import VerifiedPixels
 
 
 class LabelStore:
@@ -135,24 +136,28 @@ class SimulationImages:
         self._journal += records
         self._write_journal()
 
-    def answer(self, queries: Sequence[tuple[Query, int | None]]) -> None:
-        """Record the answers to ``queries`` (one image at a time): each claims its superpixel, and a
-        class labels its region, whose labels from before are kept. None leaves the labels as they are."""
-        by_image: dict[str, list[tuple[Query, int | None]]] = {}
-        for query, answer in queries:
-            by_image.setdefault(query.image, []).append((query, answer))
-        for key, answered in by_image.items():
+    def answer(self, given: Sequence[Given], localised: Mapping[int, np.ndarray]) -> None:
+        """Record the answers ``given`` (one image at a time): each claims its superpixel, and its
+        classes label its region, whose labels from before are kept. One class labels the whole
+        region; an answer with several takes its pixel labels from ``localised`` (by index in
+        ``given``, see :func:`alc_backend.rounds.answers.localise_mixed_answers`). No class leaves
+        the labels as they are."""
+        by_image: dict[str, list[int]] = {}
+        for index, (query, _) in enumerate(given):
+            by_image.setdefault(query.image, []).append(index)
+        for key, indices in by_image.items():
             labels = self.store.read(key)
             verified = self.verified(key)
             mask, before = verified.mask.copy(), verified.before.copy()
-            for query, answer in answered:
+            for index in indices:
+                query, classes = given[index]
                 self._asked[key].add(query.superpixel)
-                if answer is None:
+                if not classes:
                     continue
                 region = query.region_mask(labels.shape)
                 before[region] = labels[region]
                 mask |= region
-                labels[region] = answer
+                labels[region] = classes[0] if len(classes) == 1 else localised[index][region]
             self.store.write(key, labels)
             if mask.any():
                 write_label_png(self.folder / "verified" / f"{key}.png", mask.astype(np.uint8))

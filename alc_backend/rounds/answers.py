@@ -1,0 +1,53 @@
+"""What an answer writes into its region: one class, or, for a region ticked with several, pixel labels.
+
+An answer with one class labels its whole region with it. A multi-class answer that ticked
+several classes is localised (stage 2 of the multi-class paper, eqs. 8 and 11): with the model
+that chose the query, each ticked class gets the region's pixel most confident in it as its
+prototype, and every pixel of the region takes the class whose prototype's decoder features are
+most similar to its own. The backend and the simulation both call :func:`localise_mixed_answers`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from alc_backend.engine.multiclass import localise_region
+from alc_backend.rounds.images import Query, RoundImages
+from alc_backend.rounds.settings import RoundSettings
+from alc_backend.rounds.training import probabilities_and_features
+
+Given = tuple[Query, tuple[int, ...]]
+"""A query and the classes the annotator gave it: ``()`` no answer, one class, or several (a mixed region)."""
+
+
+def localise_mixed_answers(
+    images: RoundImages, model: torch.nn.Module, settings: RoundSettings, given: Sequence[Given]
+) -> dict[int, np.ndarray]:
+    """Pixel labels of every answer in ``given`` that ticked several classes.
+
+    Args:
+        images: the round's images.
+        model: the model that chose the queries (its probabilities find the prototypes, its
+            decoder features compare the pixels).
+        settings: the inference settings.
+        given: the round's queries with their answers.
+
+    Returns:
+        ``{index in given: (H, W) uint8 labels}``, each class of the answer inside the query's
+        region and 255 outside it; answers with fewer than two classes are not in it.
+    """
+    mixed: dict[str, list[int]] = {}
+    for index, (query, classes) in enumerate(given):
+        if len(classes) > 1:
+            mixed.setdefault(query.image, []).append(index)
+    localised: dict[int, np.ndarray] = {}
+    for key, probs, features in probabilities_and_features(images, model, list(mixed), settings, True):
+        assert features is not None
+        for index in mixed[key]:
+            query, classes = given[index]
+            region = query.region_mask(probs.shape[1:])
+            localised[index] = localise_region(features, probs, region, classes).labels
+    return localised
