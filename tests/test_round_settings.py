@@ -47,6 +47,9 @@ VALUES = {
     "audit.min_precision": ("0.8", 0.8),
     "audit.z": ("1.5", 1.5),
     "audit.refute_z": ("2.5", 2.5),
+    "multiclass_loss": ("localised", "localised"),
+    "partial_ce_weight": ("4", 4.0),
+    "partial_mp_weight": ("2.5", 2.5),
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from dataclasses import replace
@@ -25,8 +26,16 @@ from alc_backend.training.inference import (
     predict_probs_and_features,
 )
 from alc_backend.training.model import EncoderWeightsError, ModelConfig, build_model
+from alc_backend.training.partial_losses import PartialLossWeights, partial_label_loss
 from alc_backend.training.schedule import poly_lr
-from alc_backend.training.trainer import TrainConfig, TrainStep, train_model
+from alc_backend.training.trainer import (
+    MixedRegions,
+    TrainConfig,
+    TrainStep,
+    _AugmentedViews,
+    _optimise,
+    train_model,
+)
 
 CPU = torch.device("cpu")
 TINY = TrainConfig(image_size=32, epochs=2, batch_size=4, lr=0.01, scale_range=(0.75, 1.25))
@@ -321,3 +330,49 @@ def test_predict_probs_and_features() -> None:
     np.testing.assert_array_equal(streamed[0][1], probs)
     np.testing.assert_array_equal(streamed[0][2], features)
     assert streamed[1][1].shape == (3, 20, 53) and streamed[1][2].shape == (decoder_channels, 20, 53)
+
+
+def test_a_mixed_region_loses_its_labels_and_carries_its_classes_through_augmentation() -> None:
+    """A 32×32 sample, columns 0-15 labelled 0 and 16-31 labelled 1; a mixed region over rows 0-7
+    ticked {1, 2}. At scale 1 and crop 32 the view is the image, maybe flipped: the region's rows
+    lose their labels and hold id 0, the others keep theirs and hold -1."""
+    image = np.zeros((32, 32, 3), np.uint8)
+    labels = np.zeros((32, 32), np.uint8)
+    labels[:, 16:] = 1
+    ids = np.full((32, 32), -1, np.int32)
+    ids[:8] = 0
+    config = TrainConfig(image_size=32, scale_range=(1.0, 1.0))
+    views = _AugmentedViews([(image, labels, MixedRegions(ids, ((1, 2),)))], config, num_classes=3)
+    _, view_labels, view_ids, region_classes = views[0]
+    assert torch.all(view_labels[:8] == IGNORE_INDEX) and torch.all(view_ids[:8] == 0)
+    assert torch.all(view_ids[8:] == -1)
+    assert sorted(view_labels[8:].unique().tolist()) == [0, 1]
+    assert region_classes.tolist() == [[False, True, True]]
+
+
+def test_a_batch_with_mixed_regions_steps_on_eq_10_over_lambda_ce() -> None:
+    """The step's loss is (16·CE + 8·MP + PP) / 16 of the model's logits before the step (the same
+    dropout draws: the generator is reseeded before each forward pass)."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(num_classes=3, encoder="resnet18")).train()
+    images = torch.randn(2, 3, 32, 32)
+    labels = torch.full((2, 32, 32), IGNORE_INDEX, dtype=torch.int64)
+    labels[:, 16:] = 0
+    regions = torch.full((2, 32, 32), -1, dtype=torch.int64)
+    regions[0, :16] = 0
+    region_classes = torch.zeros((2, 1, 3), dtype=torch.bool)
+    region_classes[0, 0, 1:] = True
+    weights = PartialLossWeights()
+    torch.manual_seed(1)
+    expected = partial_label_loss(copy.deepcopy(model)(images), labels, regions, region_classes, weights) / 16
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    torch.manual_seed(1)
+    loss = _optimise(model, optimizer, (images, labels, regions, region_classes), 0.01, 3, weights)
+    assert loss == pytest.approx(expected.item(), rel=1e-5)
+    # without a mixed region the step is the plain cross-entropy of the labelled pixels
+    torch.manual_seed(2)
+    expected_plain = torch.nn.functional.cross_entropy(copy.deepcopy(model)(images), labels, ignore_index=IGNORE_INDEX)
+    no_regions = torch.full_like(regions, -1)
+    torch.manual_seed(2)
+    plain = _optimise(model, optimizer, (images, labels, no_regions, region_classes), 0.01, 3, weights)
+    assert plain == pytest.approx(expected_plain.item(), rel=1e-5)

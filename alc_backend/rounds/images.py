@@ -16,6 +16,7 @@ import numpy as np
 
 from alc_backend import IGNORE_INDEX
 from alc_backend.engine.corrections import AutoCorrection
+from alc_backend.training.trainer import MixedRegions, Sample
 
 QueryKind = Literal["correction", "multiclass", "audit"]
 
@@ -165,20 +166,32 @@ class RoundImages(Protocol):
         """Write ``records`` (decided on the current labels) to the labels and the journal."""
         ...
 
+    def mixed(self, key: str) -> MixedRegions | None:
+        """The regions whose answers ticked several classes, or None when there are none."""
+        ...
+
 
 class TrainingImages:
-    """The images of a round with their current labels, as training reads them: ``(image, labels)`` pairs."""
+    """The images of a round with their current labels, as training reads them.
 
-    def __init__(self, images: RoundImages, keys: Sequence[str]) -> None:
+    A sample is ``(image, labels)``, or ``(image, labels, mixed regions)`` when ``with_mixed``
+    and the image has regions whose answers ticked several classes.
+    """
+
+    def __init__(self, images: RoundImages, keys: Sequence[str], with_mixed: bool = False) -> None:
         self.images = images
         self.keys = tuple(keys)
+        self.with_mixed = with_mixed
 
     def __len__(self) -> int:
         return len(self.keys)
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+    def __getitem__(self, index: int) -> Sample:
         key = self.keys[index]
-        return self.images.image(key), self.images.labels(key)
+        mixed = self.images.mixed(key) if self.with_mixed else None
+        if mixed is None:
+            return self.images.image(key), self.images.labels(key)
+        return self.images.image(key), self.images.labels(key), mixed
 
 
 def flat_runs(mask: np.ndarray) -> tuple[tuple[int, int], ...]:

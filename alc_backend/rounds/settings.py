@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, cast, get_args
 
 from alc_backend.engine.acquisition import PIXBAL_NU, UniformOver
 from alc_backend.engine.lcm import LCMConfig
@@ -23,6 +24,9 @@ from alc_backend.engine.plar import PLARConfig
 from alc_backend.rounds.features import FEATURE_KINDS, FeatureKind
 from alc_backend.rounds.methods import QueryMode, parse_method
 from alc_backend.training.trainer import SIZE_MULTIPLE
+
+MulticlassLoss = Literal["partial", "localised"]
+MULTICLASS_LOSSES: tuple[MulticlassLoss, ...] = cast("tuple[MulticlassLoss, ...]", get_args(MulticlassLoss))
 
 
 class SettingsError(ValueError):
@@ -84,7 +88,11 @@ class RoundSettings:
     round's training, seeded with ``seed``; ``device`` None picks CUDA when present,
     ``encoder`` None the device's default encoder, and ``encoder_weights`` names a local file
     of initial encoder weights. ``lcm``, ``plar``, their ``*_features`` and ``error_decoder``
-    configure the automatic correctors, ``audit`` their audits.
+    configure the automatic correctors, ``audit`` their audits. ``multiclass_loss`` is how a
+    region whose answer ticked several classes trains the model: ``partial`` by the multi-class
+    paper's merged-positive and prototypical-pixel losses (eq. 10, weighted by
+    ``partial_ce_weight`` λ_CE and ``partial_mp_weight`` λ_MP), ``localised`` by cross-entropy on
+    the pixel labels its localisation wrote.
     """
 
     method: str = "abc+lcm"
@@ -106,9 +114,19 @@ class RoundSettings:
     plar_features: FeatureKind = "decoder"
     error_decoder: bool = False
     audit: AuditConfig = field(default_factory=AuditConfig)
+    multiclass_loss: MulticlassLoss = "partial"
+    partial_ce_weight: float = 16.0
+    partial_mp_weight: float = 8.0
 
     def __post_init__(self) -> None:
         parse_method(self.method)
+        if self.multiclass_loss not in MULTICLASS_LOSSES:
+            raise ValueError(
+                f"multiclass_loss must be one of {', '.join(MULTICLASS_LOSSES)}, got {self.multiclass_loss!r}"
+            )
+        for name in ("partial_ce_weight", "partial_mp_weight"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise ValueError(f"{name} must be finite and >= 0, got {getattr(self, name)}")
         if self.queries_per_round < 1:
             raise ValueError(f"queries_per_round must be >= 1, got {self.queries_per_round}")
         if not 0.0 <= self.eps <= 1.0:
@@ -271,6 +289,16 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "PLAR: the model's top class must agree",
     ),
     SettingSpec("error_decoder", "ALC_ERROR_DECODER", "--error-decoder", "bool", "OR PLAR's error map with a decoder"),
+    SettingSpec(
+        "multiclass_loss",
+        "ALC_MULTICLASS_LOSS",
+        "--multiclass-loss",
+        "str",
+        "how regions ticked with several classes train the model",
+        ("partial", "localised"),
+    ),
+    SettingSpec("partial_ce_weight", "ALC_PARTIAL_CE_WEIGHT", "--partial-ce-weight", "float", "eq. 10's lambda_CE"),
+    SettingSpec("partial_mp_weight", "ALC_PARTIAL_MP_WEIGHT", "--partial-mp-weight", "float", "eq. 10's lambda_MP"),
     SettingSpec("audit.share", "ALC_AUDIT_SHARE", "--audit-share", "float", "share of each round's queries for audits"),
     SettingSpec(
         "audit.min_precision",

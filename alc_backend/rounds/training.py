@@ -13,6 +13,7 @@ from alc_backend.rounds.settings import RoundSettings
 from alc_backend.training.device import pick_device
 from alc_backend.training.inference import iter_probs, iter_probs_and_features
 from alc_backend.training.model import ModelConfig, default_encoder
+from alc_backend.training.partial_losses import PartialLossWeights
 from alc_backend.training.trainer import TrainConfig, train_model
 
 
@@ -28,6 +29,9 @@ def model_config(settings: RoundSettings, num_classes: int) -> ModelConfig:
 def train_round_model(images: RoundImages, settings: RoundSettings, progress: bool = False) -> torch.nn.Module:
     """A model trained from its initial weights on the current labels of every image with a labelled pixel.
 
+    With ``settings.multiclass_loss == "partial"``, regions whose answers ticked several classes
+    train it by the partial losses of eq. 10 instead of by their labels.
+
     Every round trains with ``settings.seed``: the initial weights and the order of the
     batches are the same in each round, so what differs between rounds and methods is the labels.
     """
@@ -38,9 +42,11 @@ def train_round_model(images: RoundImages, settings: RoundSettings, progress: bo
         batch_size=settings.batch_size,
         lr=settings.lr,
         seed=settings.seed,
+        partial_weights=PartialLossWeights(settings.partial_ce_weight, settings.partial_mp_weight),
     )
     config = model_config(settings, images.num_classes)
-    return train_model(TrainingImages(images, keys), config, train_config, pick_device(settings.device), progress)
+    data = TrainingImages(images, keys, with_mixed=settings.multiclass_loss == "partial")
+    return train_model(data, config, train_config, pick_device(settings.device), progress)
 
 
 def probabilities(

@@ -28,6 +28,7 @@ from alc_backend.service.answers import answered_queries, compose_labels, live_a
 from alc_backend.service.workspace import QueryRecord, Workspace
 from alc_backend.training.checkpoint import load_checkpoint, save_checkpoint
 from alc_backend.training.device import pick_device
+from alc_backend.training.trainer import MixedRegions
 
 
 class WorkspaceImages:
@@ -64,6 +65,10 @@ class WorkspaceImages:
 
     def asked(self, key: str) -> set[int]:
         return set(self._asked.get(int(key), set()))
+
+    def mixed(self, key: str) -> MixedRegions | None:
+        """None: the backend asks correction queries only, whose answers are one class."""
+        return None
 
     def verified(self, key: str) -> VerifiedPixels:
         task = int(key)

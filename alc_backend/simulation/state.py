@@ -25,7 +25,8 @@ from alc_backend.data.dataset import (
 from alc_backend.engine.corrections import AutoCorrection, apply_corrections
 from alc_backend.engine.superpixels import SuperpixelAlgorithm, compute_superpixels
 from alc_backend.rounds.answers import Given
-from alc_backend.rounds.images import VerifiedPixels
+from alc_backend.rounds.images import Query, VerifiedPixels
+from alc_backend.training.trainer import MixedRegions
 
 
 class LabelStore:
@@ -86,8 +87,8 @@ class SimulationImages:
 
     Under ``folder``: ``labels/NAME.png`` (current labels), ``verified/NAME.png`` (1 where an
     answer labelled the pixel), ``before/NAME.png`` (those pixels' labels before the answer)
-    and ``auto_corrections.jsonl`` (the journal). The superpixels asked about are kept in
-    memory (one set of ids per image).
+    and ``auto_corrections.jsonl`` (the journal). The superpixels asked about and the regions
+    answered with several classes (as flat pixel runs) are kept in memory, per image.
     """
 
     def __init__(
@@ -99,6 +100,7 @@ class SimulationImages:
         self.folder = folder
         self.store = LabelStore(folder / "labels")
         self._asked: dict[str, set[int]] = {name: set() for name in self.names}
+        self._mixed: dict[str, list[tuple[Query, tuple[int, ...]]]] = {}
         self._journal: list[AutoCorrection] = []
 
     @property
@@ -125,6 +127,15 @@ class SimulationImages:
         if not path.exists():
             return VerifiedPixels.none(self.superpixels(key).shape)
         return VerifiedPixels(read_label_png(path) > 0, read_label_png(self.folder / "before" / f"{key}.png"))
+
+    def mixed(self, key: str) -> MixedRegions | None:
+        regions = self._mixed.get(key)
+        if not regions:
+            return None
+        ids = np.full(self.superpixels(key).shape, -1, dtype=np.int32)
+        for index, (query, _) in enumerate(regions):
+            ids[query.region_mask(ids.shape)] = index
+        return MixedRegions(ids, tuple(classes for _, classes in regions))
 
     def journal(self) -> list[AutoCorrection]:
         """Every automatic correction of the run, in the order written."""
@@ -158,6 +169,8 @@ class SimulationImages:
                 before[region] = labels[region]
                 mask |= region
                 labels[region] = classes[0] if len(classes) == 1 else localised[index][region]
+                if len(classes) > 1:
+                    self._mixed.setdefault(key, []).append((query, classes))
             self.store.write(key, labels)
             if mask.any():
                 write_label_png(self.folder / "verified" / f"{key}.png", mask.astype(np.uint8))

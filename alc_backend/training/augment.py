@@ -35,20 +35,44 @@ def augment(
     Returns the normalised image (3, crop_size, crop_size) float32 and the labels
     (crop_size, crop_size) int64.
     """
+    image_t, labels_t, _ = augment_with_regions(image, labels, None, crop_size, scale_range, rng)
+    return image_t, labels_t
+
+
+def augment_with_regions(
+    image: np.ndarray,
+    labels: np.ndarray,
+    regions: np.ndarray | None,
+    crop_size: int,
+    scale_range: tuple[float, float],
+    rng: np.random.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """:func:`augment`, with a map of region ids (H, W) int, -1 = none, transformed like the labels.
+
+    The random draws are those of :func:`augment`, in the same order. Returns the image, the
+    labels and the region ids ((crop_size, crop_size) int64, padding -1; None without ``regions``).
+    """
     if image.shape[:2] != labels.shape:
         raise ValueError(f"image of shape {image.shape} and labels of shape {labels.shape} differ")
+    if regions is not None and regions.shape != labels.shape:
+        raise ValueError(f"regions of shape {regions.shape} and labels of shape {labels.shape} differ")
     scale = rng.uniform(*scale_range)
     size = scaled_size(labels.shape[0], labels.shape[1], crop_size * scale)
     image_t = resize_image(image_to_tensor(image), size)
-    labels_t = resize_labels(labels_to_tensor(labels), size)
+    maps = [(labels_to_tensor(labels), IGNORE_INDEX)]
+    if regions is not None:
+        maps.append((torch.from_numpy(regions.astype(np.int64)), -1))
+    maps = [(resize_labels(values, size), pad) for values, pad in maps]
     if rng.random() < 0.5:
         image_t = image_t.flip(-1)
-        labels_t = labels_t.flip(-1)
+        maps = [(values.flip(-1), pad) for values, pad in maps]
     pad_bottom = max(0, crop_size - size[0])
     pad_right = max(0, crop_size - size[1])
     image_t = F.pad(image_t, (0, pad_right, 0, pad_bottom), value=0.0)
-    labels_t = F.pad(labels_t, (0, pad_right, 0, pad_bottom), value=IGNORE_INDEX)
-    top = int(rng.integers(0, labels_t.shape[0] - crop_size + 1))
-    left = int(rng.integers(0, labels_t.shape[1] - crop_size + 1))
+    maps = [(F.pad(values, (0, pad_right, 0, pad_bottom), value=pad), pad) for values, pad in maps]
+    height, width = maps[0][0].shape
+    top = int(rng.integers(0, height - crop_size + 1))
+    left = int(rng.integers(0, width - crop_size + 1))
     window = (slice(top, top + crop_size), slice(left, left + crop_size))
-    return image_t[:, window[0], window[1]].contiguous(), labels_t[window].contiguous()
+    cropped = [values[window].contiguous() for values, _ in maps]
+    return image_t[:, window[0], window[1]].contiguous(), cropped[0], cropped[1] if regions is not None else None

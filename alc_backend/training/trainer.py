@@ -1,9 +1,15 @@
-"""Training a DeepLabV3+ from its initial weights on a labelled image set."""
+"""Training a DeepLabV3+ from its initial weights on a labelled image set.
+
+Labels are pixel classes, supervised by cross-entropy. An image may also carry regions whose
+answers ticked several classes (:class:`MixedRegions`); those pixels are then supervised by the
+multi-class paper's merged-positive and prototypical-pixel losses instead (eq. 10,
+:mod:`alc_backend.training.partial_losses`), not by their labels.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -13,12 +19,30 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from alc_backend import IGNORE_INDEX
-from alc_backend.training.augment import augment
+from alc_backend.training.augment import augment_with_regions
 from alc_backend.training.model import ModelConfig, build_model
+from alc_backend.training.partial_losses import PartialLossWeights, partial_label_loss
 from alc_backend.training.schedule import poly_lr
 
 SIZE_MULTIPLE = 16
 """DeepLabV3+ (output stride 16) needs input sides that are multiples of this, px."""
+
+
+@dataclass(frozen=True)
+class MixedRegions:
+    """The regions of one image whose answers ticked several classes.
+
+    Attributes:
+        ids: ``(H, W)`` int, the index of the region holding each pixel, -1 for none.
+        classes: ``classes[i]``, the classes ticked for region ``i``.
+    """
+
+    ids: np.ndarray
+    classes: tuple[tuple[int, ...], ...]
+
+
+Sample = tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, MixedRegions]
+"""Image (H, W, 3) uint8 RGB, labels (H, W) uint8 (``IGNORE_INDEX`` = none), and optionally its mixed regions."""
 
 
 class LabelledImages(Protocol):
@@ -26,11 +50,8 @@ class LabelledImages(Protocol):
 
     def __len__(self) -> int: ...
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Return image (H, W, 3) uint8 RGB and labels (H, W) uint8, ``IGNORE_INDEX`` = none.
-
-        Sizes may differ from one sample to the next.
-        """
+    def __getitem__(self, index: int) -> Sample:
+        """Return one :data:`Sample`; sizes may differ from one sample to the next."""
         ...
 
 
@@ -43,6 +64,7 @@ class TrainConfig:
     ``lr * (1 - iteration / max_iterations) ** poly_power``; 0.03 to 0.05 fitted best for
     ResNet-18 trained from scratch at batch size 8 on the CPU. ``scale_range`` bounds the
     random rescaling factor of the augmentation (1.0: longer side = ``image_size``).
+    ``partial_weights`` are λ_CE and λ_MP of eq. 10, used for batches holding mixed regions.
     """
 
     image_size: int = 64
@@ -54,6 +76,7 @@ class TrainConfig:
     poly_power: float = 0.9
     scale_range: tuple[float, float] = (0.75, 1.5)
     seed: int = 0
+    partial_weights: PartialLossWeights = field(default_factory=PartialLossWeights)
 
     def __post_init__(self) -> None:
         if self.image_size < SIZE_MULTIPLE or self.image_size % SIZE_MULTIPLE != 0:
@@ -71,7 +94,8 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class TrainStep:
-    """What one optimisation step did: ``loss`` is the mean cross-entropy over labelled pixels."""
+    """What one optimisation step did: ``loss`` is the mean cross-entropy over labelled pixels (with
+    mixed regions in the batch: eq. 10's total divided by λ_CE)."""
 
     iteration: int
     max_iterations: int
@@ -79,8 +103,12 @@ class TrainStep:
     loss: float
 
 
-class _AugmentedViews(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+class _AugmentedViews(Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]):
     """Random augmented views of ``data``, read from it one sample at a time.
+
+    A view is the image (3, S, S) float32, the labels (S, S) int64, the mixed regions' ids
+    (S, S) int64 (-1 = none) and their classes (R, C) bool. Pixels of a mixed region lose their
+    labels: the partial losses supervise them.
 
     A one-image set is shown twice per epoch so that no batch holds a single sample
     (BatchNorm after DeepLab's image pooling cannot train on one value per channel).
@@ -88,17 +116,47 @@ class _AugmentedViews(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     as long as samples are read in the same order (the loader uses no worker processes).
     """
 
-    def __init__(self, data: LabelledImages, config: TrainConfig) -> None:
+    def __init__(self, data: LabelledImages, config: TrainConfig, num_classes: int) -> None:
         self._data = data
         self._config = config
+        self._num_classes = num_classes
         self._rng = np.random.default_rng(config.seed)
 
     def __len__(self) -> int:
         return max(len(self._data), 2)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image, labels = self._data[index % len(self._data)]
-        return augment(image, labels, self._config.image_size, self._config.scale_range, self._rng)
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        sample = self._data[index % len(self._data)]
+        image, labels = sample[0], sample[1]
+        mixed = sample[2] if len(sample) == 3 else None
+        region_classes = torch.zeros((0, self._num_classes), dtype=torch.bool)
+        ids = None
+        if mixed is not None and mixed.classes:
+            ids = mixed.ids
+            labels = np.where(ids >= 0, IGNORE_INDEX, labels).astype(np.uint8)
+            region_classes = torch.zeros((len(mixed.classes), self._num_classes), dtype=torch.bool)
+            for region, classes in enumerate(mixed.classes):
+                region_classes[region, list(classes)] = True
+        size, scales = self._config.image_size, self._config.scale_range
+        image_t, labels_t, ids_t = augment_with_regions(image, labels, ids, size, scales, self._rng)
+        return image_t, labels_t, torch.full_like(labels_t, -1) if ids_t is None else ids_t, region_classes
+
+
+def _collate(
+    views: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Stack views into a batch; the region classes are padded with empty rows to the batch's largest R."""
+    most = max(view[3].shape[0] for view in views)
+    num_classes = views[0][3].shape[1]
+    region_classes = torch.zeros((len(views), most, num_classes), dtype=torch.bool)
+    for index, view in enumerate(views):
+        region_classes[index, : view[3].shape[0]] = view[3]
+    return (
+        torch.stack([view[0] for view in views]),
+        torch.stack([view[1] for view in views]),
+        torch.stack([view[2] for view in views]),
+        region_classes,
+    )
 
 
 def train_model(
@@ -123,12 +181,13 @@ def train_model(
     model = build_model(model_config).to(device)
     if len(data) == 0 or train_config.epochs == 0:
         return model.eval()
-    views = _AugmentedViews(data, train_config)
+    views = _AugmentedViews(data, train_config, model_config.num_classes)
     loader = DataLoader(
         views,
         batch_size=train_config.batch_size,
         shuffle=True,
         drop_last=len(views) > train_config.batch_size,
+        collate_fn=_collate,
         num_workers=0,
         generator=torch.Generator().manual_seed(train_config.seed),
         pin_memory=device.type == "cuda",
@@ -144,15 +203,15 @@ def train_model(
     iteration = 0
     with tqdm(total=max_iterations, desc="training", unit="it", disable=not progress) as bar:
         for _ in range(train_config.epochs):
-            for images, labels in loader:
+            for images, labels, regions, region_classes in loader:
                 lr = poly_lr(train_config.lr, iteration, max_iterations, train_config.poly_power)
                 loss = _optimise(
                     model,
                     optimizer,
-                    images.to(device),
-                    labels.to(device),
+                    (images.to(device), labels.to(device), regions.to(device), region_classes.to(device)),
                     lr,
                     model_config.num_classes,
+                    train_config.partial_weights,
                 )
                 if loss is not None:
                     bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.3g}", refresh=False)
@@ -166,25 +225,36 @@ def train_model(
 def _optimise(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
-    images: torch.Tensor,
-    labels: torch.Tensor,
+    batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
     lr: float,
     num_classes: int,
+    weights: PartialLossWeights,
 ) -> float | None:
-    """Take one SGD step at rate ``lr``; return the loss, or None when no pixel is labelled.
+    """Take one SGD step at rate ``lr``; return the loss, or None when no pixel is labelled or in a mixed region.
 
-    ``images`` is (B, 3, S, S) float32 normalised, ``labels`` (B, S, S) int64.
+    ``batch`` holds images (B, 3, S, S) float32 normalised, labels (B, S, S) int64, mixed
+    region ids (B, S, S) int64 (-1 = none) and their classes (B, R, C) bool. Without mixed
+    regions the loss is the cross-entropy of the labelled pixels; with them, eq. 10's
+    ``λ_CE·CE + λ_MP·MP + PP`` divided by λ_CE (when > 0), so that the learning rate set for
+    cross-entropy alone still applies.
     """
+    images, labels, regions, region_classes = batch
     labelled = labels != IGNORE_INDEX
-    if not labelled.any():
+    mixed = regions >= 0
+    if not labelled.any() and not mixed.any():
         return None
-    largest = int(labels[labelled].max())
-    if largest >= num_classes:
-        raise ValueError(f"label {largest} found, but the model has only {num_classes} classes")
+    if labelled.any():
+        largest = int(labels[labelled].max())
+        if largest >= num_classes:
+            raise ValueError(f"label {largest} found, but the model has only {num_classes} classes")
     for group in optimizer.param_groups:
         group["lr"] = lr
     optimizer.zero_grad(set_to_none=True)
-    loss = F.cross_entropy(model(images), labels, ignore_index=IGNORE_INDEX)
+    logits = model(images)
+    if mixed.any():
+        loss = partial_label_loss(logits, labels, regions, region_classes, weights) / (weights.ce or 1.0)
+    else:
+        loss = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
     loss.backward()
     optimizer.step()
     return float(loss.detach())
