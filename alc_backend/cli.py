@@ -208,13 +208,19 @@ def add_simulation_arguments(parser: argparse.ArgumentParser) -> None:
         dest="methods",
         action="append",
         required=True,
-        help=f"ACQUISITION[+CORRECTOR...]; repeat to compare. Acquisitions: {methods}; correctors: lcm, plar",
+        help=f"[QUERY:]ACQUISITION[+CORRECTOR...]; repeat to compare. Queries: correction (default), "
+        f"multiclass; acquisitions: {methods}; correctors: lcm, plar",
     )
     parser.add_argument("--rounds", type=int, default=5, help="correction rounds after round 0 (default 5)")
     parser.add_argument("--seeds", type=parse_seeds, default=(0,), help="comma-separated seeds (default 0)")
     parser.add_argument("--oracle", choices=ORACLE_MODES, default="faithful", help="simulated annotator")
     parser.add_argument("--superpixels", choices=SUPERPIXEL_ALGORITHMS, default="slic", help="when DATA has none")
     parser.add_argument("--num-superpixels", type=int, default=40, help="SLIC target per image (default 40)")
+    parser.add_argument(
+        "--compute-superpixels",
+        action="store_true",
+        help="compute --superpixels even when DATA ships its own (measures what the backend serves)",
+    )
     add_round_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -248,6 +254,7 @@ def run_simulate(args: argparse.Namespace) -> int:
         oracle=args.oracle,
         superpixels=args.superpixels,
         num_superpixels=args.num_superpixels,
+        compute_superpixels=args.compute_superpixels,
         round=round_settings_from_arguments(args),
     )
     Simulation(SegmentationDataset.open(args.data), config, args.out, progress=not args.quiet).run()

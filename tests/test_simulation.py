@@ -12,11 +12,17 @@ import pytest
 from PIL import Image
 
 from alc_backend.cli import main
-from alc_backend.data.dataset import SegmentationDataset, write_label_png, write_superpixel_png
+from alc_backend.data.dataset import (
+    SegmentationDataset,
+    read_superpixel_png,
+    write_label_png,
+    write_superpixel_png,
+)
 from alc_backend.engine.corrections import AutoCorrection, undo_corrections
 from alc_backend.engine.lcm import LCMConfig
 from alc_backend.engine.metrics import confusion_matrix, mean_iou
 from alc_backend.engine.plar import PLARConfig
+from alc_backend.engine.superpixels import compute_superpixels
 from alc_backend.rounds.methods import parse_method
 from alc_backend.rounds.settings import AuditConfig, RoundSettings
 from alc_backend.simulation.runner import Simulation, SimulationConfig
@@ -161,6 +167,27 @@ def test_multiclass_queries_tick_the_classes_inside_the_boundary_band_and_label_
     assert last["seconds"] == pytest.approx(expected_seconds)
     assert last["cost_bits"] == pytest.approx(3 * last["clicks"])
     assert last["precision"] is None and last["recall"] is None
+
+
+def test_compute_superpixels_replaces_the_data_sets_own(tmp_path: Path) -> None:
+    dataset = write_striped_dataset(tmp_path / "data")
+    config = SimulationConfig(
+        methods=("random",), rounds=1, superpixels="felzenszwalb", compute_superpixels=True, round=FAST
+    )
+    Simulation(dataset, config, tmp_path / "out", progress=False).run()
+    differ = 0
+    for name in dataset.train_names:
+        computed = read_superpixel_png(tmp_path / "out" / "work" / "superpixels" / f"{name}.png")
+        assert np.array_equal(computed, compute_superpixels(dataset.image(name), "felzenszwalb", num_segments=40))
+        differ += not np.array_equal(computed, dataset.superpixels(name))
+    assert differ > 0  # stripes of one colour side by side merge
+    given = [json.loads(line) for line in (tmp_path / "out" / "work" / "seed0" / "random" / "queries.jsonl").open()]
+    name = given[0]["image"]
+    region = np.zeros(32 * 32, dtype=bool)
+    for start, length in given[0]["region"]:
+        region[start : start + length] = True
+    computed = read_superpixel_png(tmp_path / "out" / "work" / "superpixels" / f"{name}.png")
+    assert np.array_equal(region.reshape(32, 32), computed == given[0]["superpixel"])
 
 
 def expected_labels(dataset: SegmentationDataset, name: str) -> np.ndarray:

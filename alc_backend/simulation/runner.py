@@ -61,8 +61,9 @@ class SimulationConfig:
     ``methods`` are compared with each of ``seeds`` over ``rounds`` rounds; ``round`` holds the
     settings every run shares (its ``method`` and ``seed`` are replaced by each run's).
     ``oracle`` is the simulated annotator of correction queries (audits are always answered
-    faithfully); ``superpixels`` and ``num_superpixels`` are used only when the data set
-    ships no ``superpixels/``.
+    faithfully); ``superpixels`` and ``num_superpixels`` are used when the data set ships no
+    ``superpixels/``, or always with ``compute_superpixels`` (to measure the superpixels the
+    backend serves rather than the data set's own).
     """
 
     methods: tuple[str, ...]
@@ -71,6 +72,7 @@ class SimulationConfig:
     oracle: str = "faithful"
     superpixels: str = "slic"
     num_superpixels: int = 40
+    compute_superpixels: bool = False
     round: RoundSettings = dataclasses.field(default_factory=RoundSettings)
 
     def __post_init__(self) -> None:
@@ -140,7 +142,7 @@ class Simulation:
         self.names = dataset.train_names
         self.work = out / "work"
         self.superpixels = SuperpixelSource(
-            dataset, self.work / "superpixels", config.superpixels, config.num_superpixels
+            dataset, self.work / "superpixels", config.superpixels, config.num_superpixels, config.compute_superpixels
         )
 
     def run(self) -> dict[str, Any]:

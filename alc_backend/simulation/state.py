@@ -54,7 +54,8 @@ class LabelStore:
 
 
 class SuperpixelSource:
-    """Superpixels of a data set's images: its own ``superpixels/`` files, else computed once and cached."""
+    """Superpixels of a data set's images: its own ``superpixels/`` files (unless ``compute``), else computed
+    with ``algorithm`` once and cached."""
 
     def __init__(
         self,
@@ -62,15 +63,17 @@ class SuperpixelSource:
         cache_folder: Path,
         algorithm: SuperpixelAlgorithm = "slic",
         num_segments: int = 40,
+        compute: bool = False,
     ) -> None:
         self.dataset = dataset
         self.cache_folder = cache_folder
         self.algorithm = algorithm
         self.num_segments = num_segments
+        self.compute = compute
 
     def __call__(self, name: str) -> np.ndarray:
         """``(H, W)`` int32 ids ``0..K-1`` of image ``name``."""
-        if self.dataset.has_superpixels:
+        if self.dataset.has_superpixels and not self.compute:
             ids = self.dataset.superpixels(name)
             assert ids is not None
             return ids
