@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 
 from alc_backend.engine.query_cost import (
@@ -16,9 +17,11 @@ from alc_backend.engine.query_cost import (
     QUERY_KINDS,
     CostModel,
     TimedAnswer,
+    classes_per_superpixel,
     cost_summary,
     cumulative_seconds,
     measured_cost_model,
+    queries_within,
 )
 
 PRIOR = CostModel({"correction": (6.0, 8.0, 9.0), "multiclass": (7.0, 10.0, 15.0)})
@@ -245,3 +248,23 @@ def test_cumulative_seconds() -> None:
     ) == pytest.approx(23.985, abs=1e-12)
     with pytest.raises(ValueError, match=r"num_classes must be >= 1, got 0$"):
         cumulative_seconds([("correction", 1), ("multiclass", 0)], PRIOR)
+
+
+def test_classes_per_superpixel_counts_distinct_predicted_classes() -> None:
+    """Superpixel 0 holds predictions {0, 1}, superpixel 1 {1, 2} (2 twice), superpixel 2 {0}."""
+    predicted = np.array([[0, 1, 1], [2, 2, 0]])
+    superpixels = np.array([[0, 0, 1], [1, 1, 2]])
+    assert classes_per_superpixel(predicted, superpixels, 3).tolist() == [2, 2, 1]
+    with pytest.raises(ValueError, match=r"predicted is \(2, 3\) but superpixels is \(3, 2\)"):
+        classes_per_superpixel(predicted, superpixels.reshape(3, 2), 3)
+
+
+def test_queries_within_takes_the_longest_prefix_that_fits() -> None:
+    seconds = np.array([6.38, 8.025, 6.38])
+    assert queries_within(seconds, 15.0) == 2  # 6.38 + 8.025 = 14.405
+    assert queries_within(seconds, 14.405) == 2  # exactly spent
+    assert queries_within(seconds, 14.0) == 1
+    assert queries_within(seconds, 6.0) == 0
+    assert queries_within(seconds, 100.0) == 3
+    with pytest.raises(ValueError, match=r"^budget must be >= 0 seconds, got -1.0$"):
+        queries_within(seconds, -1.0)

@@ -48,6 +48,7 @@ VALUES = {
     "audit.z": ("1.5", 1.5),
     "audit.refute_z": ("2.5", 2.5),
     "multiclass_loss": ("localised", "localised"),
+    "budget_unit": ("seconds", "seconds"),
     "partial_ce_weight": ("4", 4.0),
     "partial_mp_weight": ("2.5", 2.5),
 }

@@ -190,6 +190,18 @@ def test_compute_superpixels_replaces_the_data_sets_own(tmp_path: Path) -> None:
     assert np.array_equal(region.reshape(32, 32), computed == given[0]["superpixel"])
 
 
+def test_a_budget_in_seconds_asks_as_many_queries_as_their_estimated_time_allows(tmp_path: Path) -> None:
+    """A correction query costs 6.38 to 8.605 s by the model's class count in its region, so a
+    round of 20 s holds 2 (2 × 8.605 = 17.2, 3 × 8.605 > 20) or 3 (3 × 6.38 = 19.14) of them."""
+    dataset = write_striped_dataset(tmp_path / "data", superpixel_shift=4)
+    settings = FAST.replace(queries_per_round=20, budget_unit="seconds")
+    config = SimulationConfig(methods=("random",), rounds=2, round=settings)
+    results = Simulation(dataset, config, tmp_path / "out", progress=False).run()
+    clicks = [entry["clicks"] for entry in results["runs"][0]["rounds"]]
+    assert clicks[0] == 0
+    assert {clicks[1] - clicks[0], clicks[2] - clicks[1]} <= {2, 3}
+
+
 def expected_labels(dataset: SegmentationDataset, name: str) -> np.ndarray:
     labels = dataset.pseudo(name).copy()
     truth = dataset.mask(name)

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, cast, get_args
 
+import numpy as np
+
 QueryKind = Literal["correction", "multiclass"]
 QUERY_KINDS: tuple[QueryKind, ...] = cast("tuple[QueryKind, ...]", get_args(QueryKind))
 
@@ -224,3 +226,36 @@ def cost_summary(
 def cumulative_seconds(queries: Iterable[tuple[QueryKind, int]], model: CostModel) -> float:
     """Total seconds for ``(kind, num_classes)`` queries, e.g. one round's; add rounds for a running total."""
     return math.fsum(model.seconds(kind, num_classes) for kind, num_classes in queries)
+
+
+def classes_per_superpixel(predicted: np.ndarray, superpixels: np.ndarray, num_classes: int) -> np.ndarray:
+    """How many classes the model predicts in each superpixel: the class count a query's cost is estimated by.
+
+    Args:
+        predicted: ``(H, W)`` int, the model's class per pixel (argmax), in ``0..num_classes-1``.
+        superpixels: ``(H, W)`` int ids ``0..K-1``.
+        num_classes: ``C``.
+
+    Returns:
+        ``(K,)`` int64, the number of distinct predicted classes of each superpixel (0 for an id
+        that covers no pixel).
+    """
+    if predicted.shape != superpixels.shape:
+        raise ValueError(f"predicted is {predicted.shape} but superpixels is {superpixels.shape}")
+    count = int(superpixels.max()) + 1 if superpixels.size else 0
+    pairs = superpixels.astype(np.int64).ravel() * num_classes + predicted.astype(np.int64).ravel()
+    present = np.bincount(pairs, minlength=count * num_classes).reshape(count, num_classes) > 0
+    return present.sum(axis=1).astype(np.int64)
+
+
+def queries_within(seconds: np.ndarray, budget: float) -> int:
+    """How many queries, taken in order, fit a budget: the longest prefix of ``seconds`` summing to ``budget`` or less.
+
+    Args:
+        seconds: ``(N,)`` estimated seconds of each query, in the order they would be asked.
+        budget: seconds available, ``>= 0``.
+    """
+    if budget < 0:
+        raise ValueError(f"budget must be >= 0 seconds, got {budget}")
+    spent = np.cumsum(np.asarray(seconds, dtype=np.float64))
+    return int(np.searchsorted(spent, budget + 1e-9, side="right"))

@@ -3,8 +3,10 @@
 A superpixel is *open* while no query has been made about it. The round's model scores every
 open superpixel with the method's acquisition from its representative pixel (the diversified
 pool); the top ``queries_per_round`` minus the audits become correction queries, each
-labelling its expansion region (eq. 12) when answered. The audits chosen at the end of the last
-round (:mod:`alc_backend.rounds.audits`) are spread evenly through the round's order.
+labelling its expansion region (eq. 12) when answered. With a budget in seconds, queries are
+taken in rank order while their estimated seconds fit what the audits leave of it. The audits
+chosen at the end of the last round (:mod:`alc_backend.rounds.audits`) are spread evenly
+through the round's order.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from alc_backend.engine.acquisition import abc_class_weights, label_confidence, 
 from alc_backend.engine.audit import interleaved_ranks
 from alc_backend.engine.expansion import expansion_region
 from alc_backend.engine.pool import dominant_classes, region_representative, representative_pixels
+from alc_backend.engine.query_cost import PAPER_COST_MODEL, classes_per_superpixel, queries_within
 from alc_backend.rounds.audits import Proposal
 from alc_backend.rounds.images import Query, RoundImages, flat_runs
 from alc_backend.rounds.settings import RoundSettings
@@ -31,13 +34,15 @@ class ScoredPool:
     """The scored diversified pool of one round: one entry per open superpixel.
 
     ``image`` ``(N,)`` index into the round's keys, ``superpixel`` ``(N,)`` id, ``score``
-    ``(N,)`` acquisition score; ``representatives`` maps each key to its ``(K, 2)``
+    ``(N,)`` acquisition score, ``predicted_classes`` ``(N,)`` how many classes the model
+    predicts in the superpixel; ``representatives`` maps each key to its ``(K, 2)``
     representative pixels (every superpixel's, open or not).
     """
 
     image: np.ndarray
     superpixel: np.ndarray
     score: np.ndarray
+    predicted_classes: np.ndarray
     representatives: dict[str, np.ndarray]
 
     def top(self, count: int) -> np.ndarray:
@@ -90,7 +95,8 @@ def choose_queries(
     for index, target in enumerate(audits):
         targets.setdefault(target.record.image, []).append(index)
     audit_queries: dict[int, Query] = {}
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    audit_seconds: dict[int, float] = {}
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     representatives: dict[str, np.ndarray] = {}
     image_scores: dict[str, float] = {}
     for image_index, (key, probs) in enumerate(probabilities(images, model, keys, settings)):
@@ -116,24 +122,37 @@ def choose_queries(
         closed = asked[key] | {s for image, s in claimed if image == key}
         is_open[[s for s in sorted(closed) if s < scores.size]] = False  # ids of older superpixels may be gone
         ids = np.flatnonzero(is_open)
-        parts.append((np.full(ids.size, image_index), ids, scores[ids]))
+        predicted = probs.argmax(axis=0)
+        predicted_counts = classes_per_superpixel(predicted, superpixels, probs.shape[0])
+        parts.append((np.full(ids.size, image_index), ids, scores[ids], predicted_counts[ids]))
         for index in targets.get(key, []):
             audit_queries[index] = _audit_query(audits[index], probs, labels, superpixels, audit_rng)
+            region = audit_queries[index].region_mask(labels.shape)
+            audit_seconds[index] = PAPER_COST_MODEL.seconds("correction", int(np.unique(predicted[region]).size))
     pool = _pool(parts, representatives)
     chosen_audits = [audit_queries[index] for index in sorted(audit_queries)]
-    corrections = _correction_queries(
-        images, model, settings, keys, pool, pool.top(settings.queries_per_round - len(chosen_audits))
-    )
+    if settings.budget_unit == "seconds":
+        order = pool.top(pool.score.size)
+        seconds = [PAPER_COST_MODEL.seconds(settings.query, int(n)) for n in pool.predicted_classes[order]]
+        left = max(settings.queries_per_round - sum(audit_seconds.values()), 0.0)
+        chosen = order[: queries_within(np.asarray(seconds), left)]
+    else:
+        chosen = pool.top(settings.queries_per_round - len(chosen_audits))
+    corrections = _correction_queries(images, model, settings, keys, pool, chosen)
     return QueryChoice(_interleave(corrections, chosen_audits), pool, image_scores)
 
 
-def _pool(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], representatives: dict[str, np.ndarray]) -> ScoredPool:
-    """The pool from per-image ``(image index, superpixel ids, scores)`` parts."""
+def _pool(
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], representatives: dict[str, np.ndarray]
+) -> ScoredPool:
+    """The pool from per-image ``(image index, superpixel ids, scores, predicted class counts)`` parts."""
     if not parts:
         empty = np.zeros(0, dtype=np.int64)
-        return ScoredPool(empty, empty, np.zeros(0), representatives)
-    image, superpixel, score = (np.concatenate(column) for column in zip(*parts, strict=True))
-    return ScoredPool(image.astype(np.int64), superpixel.astype(np.int64), score, representatives)
+        return ScoredPool(empty, empty, np.zeros(0), empty, representatives)
+    image, superpixel, score, predicted = (np.concatenate(column) for column in zip(*parts, strict=True))
+    return ScoredPool(
+        image.astype(np.int64), superpixel.astype(np.int64), score, predicted.astype(np.int64), representatives
+    )
 
 
 def _correction_queries(

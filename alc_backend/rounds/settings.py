@@ -21,10 +21,13 @@ from typing import Any, Literal, cast, get_args
 from alc_backend.engine.acquisition import PIXBAL_NU, UniformOver
 from alc_backend.engine.lcm import LCMConfig
 from alc_backend.engine.plar import PLARConfig
+from alc_backend.engine.query_cost import PAPER_COST_MODEL
 from alc_backend.rounds.features import FEATURE_KINDS, FeatureKind
 from alc_backend.rounds.methods import QueryMode, parse_method
 from alc_backend.training.trainer import SIZE_MULTIPLE
 
+BudgetUnit = Literal["queries", "seconds"]
+BUDGET_UNITS: tuple[BudgetUnit, ...] = cast("tuple[BudgetUnit, ...]", get_args(BudgetUnit))
 MulticlassLoss = Literal["partial", "localised"]
 MULTICLASS_LOSSES: tuple[MulticlassLoss, ...] = cast("tuple[MulticlassLoss, ...]", get_args(MulticlassLoss))
 
@@ -81,7 +84,9 @@ class RoundSettings:
     """Everything a round depends on besides its images.
 
     ``method`` is ``[QUERY:]ACQUISITION[+CORRECTOR...]`` (:mod:`alc_backend.rounds.methods`);
-    ``queries_per_round`` the budget B of queries per round, audits included; ``eps`` the
+    ``queries_per_round`` the budget B per round, audits included: queries, or with
+    ``budget_unit == "seconds"`` annotator seconds, each query estimated by the user study's cost
+    model from the number of classes the model predicts in its region; ``eps`` the
     expansion threshold of eq. 12 (0: an answer labels its whole superpixel); ``abc_uniform``
     and ``pixbal_nu`` parameterise ABC and PixBal. ``image_size`` is the training and
     inference side in px (a multiple of 16), ``epochs``, ``batch_size`` and ``lr`` those of each
@@ -97,6 +102,7 @@ class RoundSettings:
 
     method: str = "abc+lcm"
     queries_per_round: int = 50
+    budget_unit: BudgetUnit = "queries"
     eps: float = 0.0
     abc_uniform: UniformOver = "present"
     pixbal_nu: float = PIXBAL_NU
@@ -129,6 +135,8 @@ class RoundSettings:
                 raise ValueError(f"{name} must be finite and >= 0, got {getattr(self, name)}")
         if self.queries_per_round < 1:
             raise ValueError(f"queries_per_round must be >= 1, got {self.queries_per_round}")
+        if self.budget_unit not in BUDGET_UNITS:
+            raise ValueError(f"budget_unit must be one of {', '.join(BUDGET_UNITS)}, got {self.budget_unit!r}")
         if not 0.0 <= self.eps <= 1.0:
             raise ValueError(f"eps must lie in [0, 1], got {self.eps}")
         if self.abc_uniform not in ("present", "all"):
@@ -163,8 +171,13 @@ class RoundSettings:
 
     @property
     def audits_per_round(self) -> int:
-        """The most audits a round asks: ``audit.share`` of the budget, rounded to the nearest query."""
-        return round(self.audit.share * self.queries_per_round) if self.correctors else 0
+        """The most audits a round asks: ``audit.share`` of the budget, rounded to the nearest query
+        (with a budget in seconds, counting each audit as a correction query on one class)."""
+        if not self.correctors:
+            return 0
+        if self.budget_unit == "seconds":
+            return round(self.audit.share * self.queries_per_round / PAPER_COST_MODEL.seconds("correction", 1))
+        return round(self.audit.share * self.queries_per_round)
 
     def replace(self, **changes: Any) -> RoundSettings:
         return dataclasses.replace(self, **changes)
@@ -242,7 +255,15 @@ class SettingSpec:
 
 SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("method", "ALC_METHOD", None, "str", "[QUERY:]ACQUISITION[+CORRECTOR...]"),
-    SettingSpec("queries_per_round", "ALC_QUERIES_PER_ROUND", "--budget", "int", "queries per round, audits included"),
+    SettingSpec("queries_per_round", "ALC_QUERIES_PER_ROUND", "--budget", "int", "budget per round, audits included"),
+    SettingSpec(
+        "budget_unit",
+        "ALC_BUDGET_UNIT",
+        "--budget-unit",
+        "str",
+        "what the budget counts: queries, or annotator seconds",
+        ("queries", "seconds"),
+    ),
     SettingSpec("eps", "ALC_EPS", "--eps", "float", "expansion similarity threshold of eq. 12 (0: whole superpixel)"),
     SettingSpec("abc_uniform", "ALC_ABC_UNIFORM", "--abc-uniform", "str", "ABC's U: over classes", ("present", "all")),
     SettingSpec("pixbal_nu", "ALC_PIXBAL_NU", "--pixbal-nu", "float", "PixBal's nu (6 on Cityscapes)"),
