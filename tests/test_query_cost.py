@@ -21,6 +21,8 @@ from alc_backend.engine.query_cost import (
     cost_summary,
     cumulative_seconds,
     measured_cost_model,
+    predicted_class_shares,
+    prefer_multiclass,
     queries_within,
 )
 
@@ -268,3 +270,25 @@ def test_queries_within_takes_the_longest_prefix_that_fits() -> None:
     assert queries_within(seconds, 100.0) == 3
     with pytest.raises(ValueError, match=r"^budget must be >= 0 seconds, got -1.0$"):
         queries_within(seconds, -1.0)
+
+
+def test_prefer_multiclass_compares_the_expected_gain_per_second() -> None:
+    """With the paper's table: a region split 0.5/0.5 whose labels agree on 0.5 gains 0 from a
+    correction (max share 0.5 − 0.5) and (0.9 − 0.5) / 9.58 s from a multi-class query at accuracy
+    0.9: multi-class. Split 0.9/0.1 with agreement 0.1: correction (0.9 − 0.1) / 8.025 = 0.0997
+    against (0.9 − 0.1) / 9.58 = 0.0835: correction. One class: always correction. Split
+    0.6/0.4, agreement 0: correction 0.6 / 8.025 = 0.0748 against 0.9 / 9.58 = 0.0939: multi-class;
+    at accuracy 0.7: 0.7 / 9.58 = 0.0731: correction."""
+    shares = np.array([[0.5, 0.5, 0.0], [0.9, 0.1, 0.0], [1.0, 0.0, 0.0], [0.6, 0.4, 0.0]])
+    agreement = np.array([0.5, 0.1, 0.0, 0.0])
+    assert prefer_multiclass(shares, agreement, PAPER_COST_MODEL, 0.9).tolist() == [True, False, False, True]
+    assert prefer_multiclass(shares, agreement, PAPER_COST_MODEL, 0.7).tolist() == [True, False, False, False]
+    with pytest.raises(ValueError, match=r"^localisation_accuracy must lie in \[0, 1\], got 1.5$"):
+        prefer_multiclass(shares, agreement, PAPER_COST_MODEL, 1.5)
+
+
+def test_predicted_class_shares_are_per_superpixel_fractions() -> None:
+    predicted = np.array([[0, 1, 1], [2, 2, 0]])
+    superpixels = np.array([[0, 0, 1], [1, 1, 2]])
+    expected = [[0.5, 0.5, 0.0], [0.0, 1 / 3, 2 / 3], [1.0, 0.0, 0.0]]
+    assert np.allclose(predicted_class_shares(predicted, superpixels, 3), expected)

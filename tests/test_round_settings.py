@@ -49,6 +49,7 @@ VALUES = {
     "audit.refute_z": ("2.5", 2.5),
     "multiclass_loss": ("localised", "localised"),
     "budget_unit": ("seconds", "seconds"),
+    "multiclass_accuracy": ("0.75", 0.75),
     "partial_ce_weight": ("4", 4.0),
     "partial_mp_weight": ("2.5", 2.5),
 }

@@ -202,6 +202,25 @@ def test_a_budget_in_seconds_asks_as_many_queries_as_their_estimated_time_allows
     assert {clicks[1] - clicks[0], clicks[2] - clicks[1]} <= {2, 3}
 
 
+def test_auto_asks_each_region_one_kind_and_charges_its_seconds(tmp_path: Path) -> None:
+    """Every superpixel is asked; each query is charged by its own kind and its region's true classes."""
+    dataset = write_striped_dataset(tmp_path / "data", superpixel_shift=4)
+    config = SimulationConfig(methods=("auto:random",), rounds=1, round=FAST.replace(queries_per_round=1000))
+    results = Simulation(dataset, config, tmp_path / "out", progress=False).run()
+    work = tmp_path / "out" / "work" / "seed0" / "auto:random"
+    given = [json.loads(line) for line in (work / "queries.jsonl").read_text().splitlines()]
+    assert {q["kind"] for q in given} <= {"correction", "multiclass"}
+    table = {"correction": (6.38, 8.025), "multiclass": (7.275, 9.58)}
+    expected = 0.0
+    for query in given:
+        truth = dataset.mask(query["image"]).ravel()
+        present = {int(c) for start, length in query["region"] for c in truth[start : start + length]}
+        expected += table[query["kind"]][len(present) - 1]
+        if query["kind"] == "correction":
+            assert query["classes"] == [query["answer"]]
+    assert results["runs"][0]["rounds"][-1]["seconds"] == pytest.approx(expected)
+
+
 def expected_labels(dataset: SegmentationDataset, name: str) -> np.ndarray:
     labels = dataset.pseudo(name).copy()
     truth = dataset.mask(name)

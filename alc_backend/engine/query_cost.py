@@ -259,3 +259,57 @@ def queries_within(seconds: np.ndarray, budget: float) -> int:
         raise ValueError(f"budget must be >= 0 seconds, got {budget}")
     spent = np.cumsum(np.asarray(seconds, dtype=np.float64))
     return int(np.searchsorted(spent, budget + 1e-9, side="right"))
+
+
+def predicted_class_shares(predicted: np.ndarray, superpixels: np.ndarray, num_classes: int) -> np.ndarray:
+    """``(K, C)`` share of each superpixel's pixels the model predicts as each class (rows sum to 1).
+
+    Args:
+        predicted: ``(H, W)`` int, the model's class per pixel, in ``0..num_classes-1``.
+        superpixels: ``(H, W)`` int ids ``0..K-1``, each covering at least one pixel.
+        num_classes: ``C``.
+    """
+    if predicted.shape != superpixels.shape:
+        raise ValueError(f"predicted is {predicted.shape} but superpixels is {superpixels.shape}")
+    count = int(superpixels.max()) + 1
+    pairs = superpixels.astype(np.int64).ravel() * num_classes + predicted.astype(np.int64).ravel()
+    counts = np.bincount(pairs, minlength=count * num_classes).reshape(count, num_classes).astype(np.float64)
+    return counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
+
+
+def prefer_multiclass(
+    shares: np.ndarray, agreement: np.ndarray, model: CostModel, localisation_accuracy: float
+) -> np.ndarray:
+    """Whether a multi-class query is worth more per second than a correction query, region by region.
+
+    The model's prediction stands in for the truth. A region whose pixels the model splits
+    among ``m`` classes, with shares ``q`` and its current labels agreeing with the prediction
+    on a share ``r`` of its pixels, expects:
+
+    - from a correction query, the whole region relabelled with its dominant class: the right
+      share goes from ``r`` to ``max(q)``, in ``T_correction(m)`` seconds;
+    - from a multi-class query, every class ticked and the region localised: the right share
+      goes from ``r`` to ``localisation_accuracy``, in ``T_multiclass(m)`` seconds.
+
+    A region asks the multi-class query when ``m >= 2`` and its gain per second is larger
+    (with one class both answers label the region the same and the correction is quicker).
+
+    Args:
+        shares: ``(K, C)`` predicted class shares per region (:func:`predicted_class_shares`).
+        agreement: ``(K,)`` share of each region's pixels whose label equals the prediction.
+        model: seconds per query.
+        localisation_accuracy: expected share of a mixed region's pixels that localisation gets
+            right, in ``[0, 1]``.
+
+    Returns:
+        ``(K,)`` bool, True where the multi-class query is preferred.
+    """
+    if not 0.0 <= localisation_accuracy <= 1.0:
+        raise ValueError(f"localisation_accuracy must lie in [0, 1], got {localisation_accuracy}")
+    present = (shares > 0).sum(axis=1)
+    classes = np.maximum(present, 1)
+    correction_seconds = np.array([model.seconds("correction", int(m)) for m in classes])
+    multiclass_seconds = np.array([model.seconds("multiclass", int(m)) for m in classes])
+    correction_gain = (shares.max(axis=1) - agreement) / correction_seconds
+    multiclass_gain = (localisation_accuracy - agreement) / multiclass_seconds
+    return (present >= 2) & (multiclass_gain > correction_gain)

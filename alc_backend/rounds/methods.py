@@ -1,9 +1,11 @@
 """Method names: the kind of query, an acquisition function and optional automatic correctors.
 
 A method is written ``[QUERY:]ACQUISITION[+CORRECTOR...]``, e.g. ``sim``, ``abc+lcm``,
-``multiclass:pixbal`` or ``multiclass:abc+lcm``. The query kind is how the annotator answers:
-``correction`` (the default; the region's class is shown and changed only if wrong) or
-``multiclass`` (every class present in the region is ticked). The acquisition chooses which
+``multiclass:pixbal`` or ``auto:abc+lcm``. The query kind is how the annotator answers:
+``correction`` (the default; the region's class is shown and changed only if wrong),
+``multiclass`` (every class present in the region is ticked), or ``auto``: each region gets
+whichever of the two is expected to be worth more per second
+(:func:`alc_backend.engine.query_cost.prefer_multiclass`). The acquisition chooses which
 superpixels the annotator is asked about; auto-correctors then relabel superpixels nobody asked
 about, after each round's answers. Auto-correctors register themselves in
 :data:`AUTO_CORRECTORS` by name.
@@ -16,7 +18,7 @@ from typing import Literal, cast, get_args
 
 from alc_backend.engine.acquisition import ACQUISITION_METHODS
 
-QueryMode = Literal["correction", "multiclass"]
+QueryMode = Literal["correction", "multiclass", "auto"]
 QUERY_MODES: tuple[QueryMode, ...] = cast("tuple[QueryMode, ...]", get_args(QueryMode))
 DEFAULT_QUERY_MODE: QueryMode = "correction"
 

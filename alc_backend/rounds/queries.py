@@ -22,9 +22,15 @@ from alc_backend.engine.acquisition import abc_class_weights, label_confidence, 
 from alc_backend.engine.audit import interleaved_ranks
 from alc_backend.engine.expansion import expansion_region
 from alc_backend.engine.pool import dominant_classes, region_representative, representative_pixels
-from alc_backend.engine.query_cost import PAPER_COST_MODEL, classes_per_superpixel, queries_within
+from alc_backend.engine.query_cost import (
+    PAPER_COST_MODEL,
+    classes_per_superpixel,
+    predicted_class_shares,
+    prefer_multiclass,
+    queries_within,
+)
 from alc_backend.rounds.audits import Proposal
-from alc_backend.rounds.images import Query, RoundImages, flat_runs
+from alc_backend.rounds.images import Query, QueryKind, RoundImages, flat_runs
 from alc_backend.rounds.settings import RoundSettings
 from alc_backend.rounds.training import probabilities
 
@@ -35,15 +41,21 @@ class ScoredPool:
 
     ``image`` ``(N,)`` index into the round's keys, ``superpixel`` ``(N,)`` id, ``score``
     ``(N,)`` acquisition score, ``predicted_classes`` ``(N,)`` how many classes the model
-    predicts in the superpixel; ``representatives`` maps each key to its ``(K, 2)``
-    representative pixels (every superpixel's, open or not).
+    predicts in the superpixel, ``multiclass`` ``(N,)`` whether it would be asked a multi-class
+    query; ``representatives`` maps each key to its ``(K, 2)`` representative pixels (every
+    superpixel's, open or not).
     """
 
     image: np.ndarray
     superpixel: np.ndarray
     score: np.ndarray
     predicted_classes: np.ndarray
+    multiclass: np.ndarray
     representatives: dict[str, np.ndarray]
+
+    def kind(self, entry: int) -> QueryKind:
+        """The kind of query entry ``entry`` would be asked."""
+        return "multiclass" if self.multiclass[entry] else "correction"
 
     def top(self, count: int) -> np.ndarray:
         """Indices of the ``count`` highest scores; ties go to the earlier entry."""
@@ -96,7 +108,7 @@ def choose_queries(
         targets.setdefault(target.record.image, []).append(index)
     audit_queries: dict[int, Query] = {}
     audit_seconds: dict[int, float] = {}
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    parts: list[tuple[np.ndarray, ...]] = []
     representatives: dict[str, np.ndarray] = {}
     image_scores: dict[str, float] = {}
     for image_index, (key, probs) in enumerate(probabilities(images, model, keys, settings)):
@@ -124,7 +136,8 @@ def choose_queries(
         ids = np.flatnonzero(is_open)
         predicted = probs.argmax(axis=0)
         predicted_counts = classes_per_superpixel(predicted, superpixels, probs.shape[0])
-        parts.append((np.full(ids.size, image_index), ids, scores[ids], predicted_counts[ids]))
+        multiclass = _asks_multiclass(settings, predicted, labels, superpixels, probs.shape[0])
+        parts.append((np.full(ids.size, image_index), ids, scores[ids], predicted_counts[ids], multiclass[ids]))
         for index in targets.get(key, []):
             audit_queries[index] = _audit_query(audits[index], probs, labels, superpixels, audit_rng)
             region = audit_queries[index].region_mask(labels.shape)
@@ -133,29 +146,45 @@ def choose_queries(
     chosen_audits = [audit_queries[index] for index in sorted(audit_queries)]
     if settings.budget_unit == "seconds":
         order = pool.top(pool.score.size)
-        seconds = [PAPER_COST_MODEL.seconds(settings.query, int(n)) for n in pool.predicted_classes[order]]
+        seconds = [PAPER_COST_MODEL.seconds(pool.kind(e), int(pool.predicted_classes[e])) for e in order]
         left = max(settings.queries_per_round - sum(audit_seconds.values()), 0.0)
         chosen = order[: queries_within(np.asarray(seconds), left)]
     else:
         chosen = pool.top(settings.queries_per_round - len(chosen_audits))
-    corrections = _correction_queries(images, model, settings, keys, pool, chosen)
-    return QueryChoice(_interleave(corrections, chosen_audits), pool, image_scores)
+    regions = _region_queries(images, model, settings, keys, pool, chosen)
+    return QueryChoice(_interleave(regions, chosen_audits), pool, image_scores)
 
 
-def _pool(
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], representatives: dict[str, np.ndarray]
-) -> ScoredPool:
-    """The pool from per-image ``(image index, superpixel ids, scores, predicted class counts)`` parts."""
+def _asks_multiclass(
+    settings: RoundSettings, predicted: np.ndarray, labels: np.ndarray, superpixels: np.ndarray, num_classes: int
+) -> np.ndarray:
+    """``(K,)`` bool: which superpixels of one image the method would ask a multi-class query."""
+    count = int(superpixels.max()) + 1
+    if settings.query != "auto":
+        return np.full(count, settings.query == "multiclass")
+    shares = predicted_class_shares(predicted, superpixels, num_classes)
+    sizes = np.bincount(superpixels.ravel(), minlength=count)
+    agree = np.bincount(superpixels.ravel(), weights=(labels == predicted).ravel(), minlength=count)
+    return prefer_multiclass(shares, agree / np.maximum(sizes, 1), PAPER_COST_MODEL, settings.multiclass_accuracy)
+
+
+def _pool(parts: list[tuple[np.ndarray, ...]], representatives: dict[str, np.ndarray]) -> ScoredPool:
+    """The pool from per-image ``(image index, superpixel ids, scores, predicted class counts, multi-class)`` parts."""
     if not parts:
         empty = np.zeros(0, dtype=np.int64)
-        return ScoredPool(empty, empty, np.zeros(0), empty, representatives)
-    image, superpixel, score, predicted = (np.concatenate(column) for column in zip(*parts, strict=True))
+        return ScoredPool(empty, empty, np.zeros(0), empty, np.zeros(0, dtype=bool), representatives)
+    image, superpixel, score, predicted, multiclass = (np.concatenate(column) for column in zip(*parts, strict=True))
     return ScoredPool(
-        image.astype(np.int64), superpixel.astype(np.int64), score, predicted.astype(np.int64), representatives
+        image.astype(np.int64),
+        superpixel.astype(np.int64),
+        score,
+        predicted.astype(np.int64),
+        multiclass.astype(bool),
+        representatives,
     )
 
 
-def _correction_queries(
+def _region_queries(
     images: RoundImages,
     model: torch.nn.Module,
     settings: RoundSettings,
@@ -163,7 +192,7 @@ def _correction_queries(
     pool: ScoredPool,
     chosen: np.ndarray,
 ) -> list[Query]:
-    """The queries of the method's kind (correction or multi-class) for the pool entries ``chosen``, in that order.
+    """Correction or multi-class queries (as the pool says) for the pool entries ``chosen``, in that order.
 
     A correction query's region is the expansion region of its representative pixel; with
     ``eps > 0`` that needs the model's probabilities again: they are recomputed for the images
@@ -174,8 +203,7 @@ def _correction_queries(
     for entry in chosen:
         by_image.setdefault(keys[int(pool.image[entry])], []).append(int(entry))
     made: dict[int, Query] = {}
-    kind = settings.query
-    with_probs = settings.eps > 0 and kind == "correction"
+    with_probs = settings.eps > 0 and not pool.multiclass[chosen].all()
     ordered = [key for key in keys if key in by_image]
     probs_of = probabilities(images, model, ordered, settings) if with_probs else ((key, None) for key in ordered)
     for key, probs in probs_of:
@@ -184,6 +212,7 @@ def _correction_queries(
         for entry in by_image[key]:
             superpixel = int(pool.superpixel[entry])
             row, col = (int(value) for value in pool.representatives[key][superpixel])
+            kind = pool.kind(entry)
             eps = settings.eps if kind == "correction" else 0.0
             region = expansion_region(probs, superpixels, superpixel, (row, col), eps)
             made[entry] = Query(

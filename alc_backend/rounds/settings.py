@@ -97,7 +97,8 @@ class RoundSettings:
     region whose answer ticked several classes trains the model: ``partial`` by the multi-class
     paper's merged-positive and prototypical-pixel losses (eq. 10, weighted by
     ``partial_ce_weight`` λ_CE and ``partial_mp_weight`` λ_MP), ``localised`` by cross-entropy on
-    the pixel labels its localisation wrote.
+    the pixel labels its localisation wrote. ``multiclass_accuracy`` is the share of a mixed
+    region's pixels that the ``auto`` query choice expects localisation to get right.
     """
 
     method: str = "abc+lcm"
@@ -120,12 +121,15 @@ class RoundSettings:
     plar_features: FeatureKind = "decoder"
     error_decoder: bool = False
     audit: AuditConfig = field(default_factory=AuditConfig)
+    multiclass_accuracy: float = 0.9
     multiclass_loss: MulticlassLoss = "partial"
     partial_ce_weight: float = 16.0
     partial_mp_weight: float = 8.0
 
     def __post_init__(self) -> None:
         parse_method(self.method)
+        if not 0.0 <= self.multiclass_accuracy <= 1.0:
+            raise ValueError(f"multiclass_accuracy must lie in [0, 1], got {self.multiclass_accuracy}")
         if self.multiclass_loss not in MULTICLASS_LOSSES:
             raise ValueError(
                 f"multiclass_loss must be one of {', '.join(MULTICLASS_LOSSES)}, got {self.multiclass_loss!r}"
@@ -166,7 +170,7 @@ class RoundSettings:
 
     @property
     def query(self) -> QueryMode:
-        """How the annotator answers this method's queries: ``correction`` or ``multiclass``."""
+        """How the annotator answers this method's queries: ``correction``, ``multiclass`` or ``auto``."""
         return parse_method(self.method).query
 
     @property
@@ -310,6 +314,13 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "PLAR: the model's top class must agree",
     ),
     SettingSpec("error_decoder", "ALC_ERROR_DECODER", "--error-decoder", "bool", "OR PLAR's error map with a decoder"),
+    SettingSpec(
+        "multiclass_accuracy",
+        "ALC_MULTICLASS_ACCURACY",
+        "--multiclass-accuracy",
+        "float",
+        "auto: the expected share of a mixed region's pixels localisation gets right",
+    ),
     SettingSpec(
         "multiclass_loss",
         "ALC_MULTICLASS_LOSS",
