@@ -33,7 +33,7 @@ def test_correctors_without_enough_answers_abstain_and_say_why(tmp_path: Path) -
     region = superpixels == 0
     row, col = (int(v[0]) for v in region.nonzero())
     query = Query(name, 0, row, col, 1, 1, flat_runs(region))
-    images.answer([(query, 2)])
+    images.answer([(query, (2,))], {})
     lcm_only = settings.replace(method="abc+lcm")
     outcome = correct_round(images, unused, [Answer(query, 2, 1)], lcm_only, 1, class_names=dataset.classes)
     assert outcome.notes["lcm"] == {

@@ -110,7 +110,7 @@ def test_both_images_of_a_round_hold_the_same_labels_after_answers_corrections_a
     records = {1: QueryRecord.of(1, asked, 1, 0)}
     record_queries(workspace, records)
     answer_in_workspace(workspace, records, {1: 1})
-    simulated.answer([(replace(asked, image=name), 1)])
+    simulated.answer([(replace(asked, image=name), (1,))], {})
 
     # LCM writes 2 over the third superpixel (decided on the same labels in both)
     labels = workspace.labels(task)
@@ -128,7 +128,7 @@ def test_both_images_of_a_round_hold_the_same_labels_after_answers_corrections_a
     records[2] = QueryRecord.of(2, audit, 2, 0)
     record_queries(workspace, {2: records[2]})
     answer_in_workspace(workspace, records, {2: 3})
-    simulated.answer([(replace(audit, image=name), 3)])
+    simulated.answer([(replace(audit, image=name), (3,))], {})
 
     backend = WorkspaceImages(workspace, tasks, dataset.num_classes)
     final = workspace.labels(task)
