@@ -439,6 +439,14 @@ def run_status(args: argparse.Namespace) -> int:
                 f"last wrote: {trusted}"
             )
             print(line + (f"; abstained: {done['abstained']}" if done["abstained"] else ""))
+        for kind, buckets in state.get("answer_seconds", {}).items():
+            parts = [
+                f"{label} class(es) {entry['seconds']:.1f} s ({entry['source']}; {entry['answers']} timed"
+                + ("" if entry["median_s"] is None else f", median {entry['median_s']:.1f} s")
+                + ")"
+                for label, entry in buckets.items()
+            ]
+            print(f"  seconds per {kind} query: " + ", ".join(parts))
         for task, error in state["task_errors"].items():
             print(f"  task {task}: {error}")
         for error in state["errors"]:

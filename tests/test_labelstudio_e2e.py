@@ -50,6 +50,7 @@ def running_backend(label_studio: Any, tmp_path_factory: pytest.TempPathFactory)
         label_studio_url=label_studio.url,
         api_key=label_studio.token,
         num_superpixels=30,
+        cost_min_answers=5,
         round=RoundSettings(
             queries_per_round=QUERIES_PER_ROUND,
             image_size=64,
@@ -86,6 +87,8 @@ class Corrected:
     """The task imported without pseudo-labels (left out of the mIoU comparison)."""
     served_ranks: list[list[int]]
     answers: dict[int, int]
+    lead_times: dict[int, float]
+    """Seconds each answer's annotation says the annotator took (Label Studio's ``lead_time``)."""
 
 
 def truth_at_query(task: dict[str, Any], dataset: SegmentationDataset, names: dict[int, str]) -> int:
@@ -126,6 +129,7 @@ def corrected(
     running_backend.wait_for_round(project["id"], 1)
     served: list[list[int]] = []
     answers: dict[int, int] = {}
+    lead_times: dict[int, float] = {}
     for round_index in (1, 2):
         ranks = []
         while (task := client.next_task(query_project)) is not None:
@@ -134,12 +138,13 @@ def corrected(
             full = client.get_task(task["id"])
             answer = truth_at_query(full, synthetic, names)
             answers[task["id"]] = answer
-            client.create_annotation(task["id"], choice(synthetic.classes[answer]))
+            lead_times[task["id"]] = 4.0 + 1.5 * (len(lead_times) % 7)
+            client.create_annotation(task["id"], choice(synthetic.classes[answer]), lead_time=lead_times[task["id"]])
             if len(ranks) == QUERIES_PER_ROUND:
                 break
         served.append(ranks)
         running_backend.wait_for_round(project["id"], round_index + 1)
-    return Corrected(project["id"], query_project, names, task_ids[-1], served, answers)
+    return Corrected(project["id"], query_project, names, task_ids[-1], served, answers, lead_times)
 
 
 def decode_prediction(client: LabelStudioClient, task: int, version: str, config_xml: str) -> np.ndarray:
@@ -228,6 +233,30 @@ def test_round_two_audits_lcm_proposals_as_query_tasks_and_health_shows_what_the
     assert main(["status", "--backend", running_backend.url]) == 0
     printed = capsys.readouterr().out
     assert f"{len(audits)} audited, {confirmed} confirmed" in printed
+
+
+def test_health_and_status_show_the_measured_seconds_per_query_by_predicted_classes(
+    corrected: Corrected, running_backend: RunningBackend, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each answer's lead time, read back from Label Studio, counts in its query's class-count bucket;
+    a bucket with 5 or more answers (the fixture's ALC_COST_MIN_ANSWERS) uses their median."""
+    queries = running_backend.backend.workspace(corrected.images_project).queries()
+    buckets: dict[str, list[float]] = {"1": [], "2": [], "3+": []}
+    for task, seconds in corrected.lead_times.items():
+        buckets[["1", "2", "3+"][min(queries[task].predicted_classes, 3) - 1]].append(seconds)
+    health = requests.get(f"{running_backend.url}/health", timeout=10).json()
+    measured = health["projects"][str(corrected.images_project)]["answer_seconds"]["correction"]
+    table = {"1": 6.38, "2": 8.025, "3+": 8.605}
+    for label, times in buckets.items():
+        entry = measured[label]
+        assert entry["answers"] == len(times)
+        assert entry["median_s"] == (pytest.approx(float(np.median(times))) if times else None)
+        expected = float(np.median(times)) if len(times) >= 5 else table[label]
+        assert entry["seconds"] == pytest.approx(expected)
+        assert entry["source"] == ("measured" if len(times) >= 5 else "model")
+    assert sum(len(times) for times in buckets.values()) == len(corrected.answers)
+    assert main(["status", "--backend", running_backend.url]) == 0
+    assert "seconds per correction query: 1 class(es)" in capsys.readouterr().out
 
 
 def open_query_task(client: LabelStudioClient, corrected: Corrected) -> dict[str, Any]:

@@ -12,7 +12,14 @@ import pytest
 
 from alc_backend.engine.corrections import AutoCorrection
 from alc_backend.jobs import InProcessRunner
-from alc_backend.service.answers import answered_queries, compose_labels, live_answers, record_event
+from alc_backend.service.answers import (
+    answered_queries,
+    compose_labels,
+    lead_time_of,
+    live_answers,
+    record_event,
+    timed_answers,
+)
 from alc_backend.service.parts import STALE_CLAIM_S, PreparationParts
 from alc_backend.service.settings import BackendSettings, SettingsError
 from alc_backend.service.workspace import AnswerRecord, QueryRecord, TaskRecord
@@ -180,3 +187,31 @@ def test_preparation_parts_are_claimed_once_each_and_taken_in_when_all_are_done(
     parts.finish(2, {17: TaskRecord(17, "c", "c.png", 4, 4, error="broken")})
     assert set(parts.take_finished()) == {11, 14, 17}
     assert not parts.unfinished() and not list((tmp_path / "preparation").iterdir())
+
+
+def test_lead_times_are_taken_only_as_finite_non_negative_numbers() -> None:
+    assert lead_time_of({"lead_time": 12.5}) == 12.5
+    assert lead_time_of({"lead_time": 7}) == 7.0
+    for hostile in ("12", None, True, -3.0, float("nan"), float("inf"), [1], {"s": 1}):
+        assert lead_time_of({"lead_time": hostile}) is None, hostile
+    assert lead_time_of({}) is None
+
+
+def test_timed_answers_take_live_answered_queries_by_their_predicted_classes() -> None:
+    """Query 10 (2 predicted classes) was answered twice, the later answer (annotation 2) is live;
+    query 11 was skipped; query 12's answer has no lead time; query 13 is an audit (1 class)."""
+    queries = {
+        task: QueryRecord(task, 1, 0, 0, 0, 0, 0, 1, rank, kind=kind, predicted_classes=classes)
+        for rank, (task, kind, classes) in enumerate(
+            [(10, "correction", 2), (11, "correction", 1), (12, "correction", 3), (13, "audit", 1)]
+        )
+    }
+    answers = {
+        1: AnswerRecord(1, 10, 2, "2026-01-01T00:00:00", lead_time=30.0),
+        2: AnswerRecord(2, 10, 3, "2026-01-02T00:00:00", lead_time=9.5),
+        3: AnswerRecord(3, 11, None, "2026-01-01T00:00:00", lead_time=4.0),
+        4: AnswerRecord(4, 12, 1, "2026-01-01T00:00:00"),
+        5: AnswerRecord(5, 13, 0, "2026-01-01T00:00:00", lead_time=6.0),
+    }
+    timed = sorted((t.kind, t.num_classes, t.seconds) for t in timed_answers(answers, queries))
+    assert timed == [("correction", 1, 6.0), ("correction", 2, 9.5)]

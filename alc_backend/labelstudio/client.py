@@ -162,9 +162,14 @@ class LabelStudioClient:
 
     # ---- annotations ----------------------------------------------------------------------------------
 
-    def create_annotation(self, task_id: int, result: list[dict[str, Any]]) -> dict[str, Any]:
-        """Submit an annotation on a task as the API key's user."""
-        return self._json("POST", f"/api/tasks/{task_id}/annotations/", json={"result": result})
+    def create_annotation(
+        self, task_id: int, result: list[dict[str, Any]], lead_time: float | None = None
+    ) -> dict[str, Any]:
+        """Submit an annotation on a task as the API key's user (``lead_time``: the seconds it took)."""
+        body: dict[str, Any] = {"result": result}
+        if lead_time is not None:
+            body["lead_time"] = lead_time
+        return self._json("POST", f"/api/tasks/{task_id}/annotations/", json=body)
 
     def update_annotation(self, annotation_id: int, result: list[dict[str, Any]]) -> dict[str, Any]:
         """Replace an annotation's result."""

@@ -39,6 +39,8 @@ class Query:
         kind: ``"correction"``, ``"multiclass"`` (tick every class in the region) or ``"audit"``.
         corrector: for an audit, the corrector whose proposal it checks.
         audited_round: for an audit, the round of the proposal it checks.
+        predicted_classes: how many classes the querying model predicted in the region (what
+            the query's seconds are estimated by, and its measured seconds are grouped by).
     """
 
     image: str
@@ -52,6 +54,7 @@ class Query:
     kind: QueryKind = "correction"
     corrector: str | None = None
     audited_round: int | None = None
+    predicted_classes: int = 1
 
     def region_mask(self, shape: tuple[int, int]) -> np.ndarray:
         """``shape`` bool mask of the region."""
@@ -72,6 +75,7 @@ class Query:
             "region": [list(run) for run in self.region],
             "score": self.score,
             "kind": self.kind,
+            "predicted_classes": self.predicted_classes,
         }
         if self.kind == "audit":
             record.update(corrector=self.corrector, audited_round=self.audited_round)
@@ -92,6 +96,7 @@ class Query:
             kind=record.get("kind", "correction"),
             corrector=record.get("corrector"),
             audited_round=record.get("audited_round"),
+            predicted_classes=int(record.get("predicted_classes", 1)),
         )
 
 

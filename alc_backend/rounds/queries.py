@@ -24,6 +24,7 @@ from alc_backend.engine.expansion import expansion_region
 from alc_backend.engine.pool import dominant_classes, region_representative, representative_pixels
 from alc_backend.engine.query_cost import (
     PAPER_COST_MODEL,
+    CostModel,
     classes_per_superpixel,
     predicted_class_shares,
     prefer_multiclass,
@@ -81,6 +82,7 @@ def choose_queries(
     settings: RoundSettings,
     round_index: int,
     audits: Sequence[Proposal] = (),
+    cost_model: CostModel = PAPER_COST_MODEL,
 ) -> QueryChoice:
     """Score the open superpixels with ``model`` and choose round ``round_index``'s queries.
 
@@ -90,6 +92,8 @@ def choose_queries(
         settings: the method, budget and acquisition parameters.
         round_index: the round, ``>= 1`` (seeds the ``random`` acquisition).
         audits: the proposals to audit in this round; their superpixels are not asked about twice.
+        cost_model: seconds per query, for a budget in seconds (the backend's measured medians
+            once it has enough answers; the user study's table otherwise).
 
     Returns:
         The :class:`QueryChoice`; ``queries`` holds at most ``settings.queries_per_round``.
@@ -136,17 +140,16 @@ def choose_queries(
         ids = np.flatnonzero(is_open)
         predicted = probs.argmax(axis=0)
         predicted_counts = classes_per_superpixel(predicted, superpixels, probs.shape[0])
-        multiclass = _asks_multiclass(settings, predicted, labels, superpixels, probs.shape[0])
+        multiclass = _asks_multiclass(settings, cost_model, predicted, labels, superpixels, probs.shape[0])
         parts.append((np.full(ids.size, image_index), ids, scores[ids], predicted_counts[ids], multiclass[ids]))
         for index in targets.get(key, []):
             audit_queries[index] = _audit_query(audits[index], probs, labels, superpixels, audit_rng)
-            region = audit_queries[index].region_mask(labels.shape)
-            audit_seconds[index] = PAPER_COST_MODEL.seconds("correction", int(np.unique(predicted[region]).size))
+            audit_seconds[index] = cost_model.seconds("correction", audit_queries[index].predicted_classes)
     pool = _pool(parts, representatives)
     chosen_audits = [audit_queries[index] for index in sorted(audit_queries)]
     if settings.budget_unit == "seconds":
         order = pool.top(pool.score.size)
-        seconds = [PAPER_COST_MODEL.seconds(pool.kind(e), int(pool.predicted_classes[e])) for e in order]
+        seconds = [cost_model.seconds(pool.kind(e), int(pool.predicted_classes[e])) for e in order]
         left = max(settings.queries_per_round - sum(audit_seconds.values()), 0.0)
         chosen = order[: queries_within(np.asarray(seconds), left)]
     else:
@@ -156,7 +159,12 @@ def choose_queries(
 
 
 def _asks_multiclass(
-    settings: RoundSettings, predicted: np.ndarray, labels: np.ndarray, superpixels: np.ndarray, num_classes: int
+    settings: RoundSettings,
+    cost_model: CostModel,
+    predicted: np.ndarray,
+    labels: np.ndarray,
+    superpixels: np.ndarray,
+    num_classes: int,
 ) -> np.ndarray:
     """``(K,)`` bool: which superpixels of one image the method would ask a multi-class query."""
     count = int(superpixels.max()) + 1
@@ -165,7 +173,7 @@ def _asks_multiclass(
     shares = predicted_class_shares(predicted, superpixels, num_classes)
     sizes = np.bincount(superpixels.ravel(), minlength=count)
     agree = np.bincount(superpixels.ravel(), weights=(labels == predicted).ravel(), minlength=count)
-    return prefer_multiclass(shares, agree / np.maximum(sizes, 1), PAPER_COST_MODEL, settings.multiclass_accuracy)
+    return prefer_multiclass(shares, agree / np.maximum(sizes, 1), cost_model, settings.multiclass_accuracy)
 
 
 def _pool(parts: list[tuple[np.ndarray, ...]], representatives: dict[str, np.ndarray]) -> ScoredPool:
@@ -225,6 +233,7 @@ def _region_queries(
                 region=flat_runs(region),
                 score=float(pool.score[entry]),
                 kind=kind,
+                predicted_classes=int(pool.predicted_classes[entry]),
             )
     return [made[int(entry)] for entry in chosen]
 
@@ -261,6 +270,7 @@ def _audit_query(
         kind="audit",
         corrector=record.corrector,
         audited_round=record.round,
+        predicted_classes=int(np.unique(probs.argmax(axis=0)[region]).size),
     )
 
 

@@ -10,6 +10,7 @@ image's labels from its pseudo-labels, the automatic corrections in force and th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ import numpy as np
 
 from alc_backend import IGNORE_INDEX
 from alc_backend.engine.corrections import AutoCorrection, apply_corrections
+from alc_backend.engine.query_cost import TimedAnswer
 from alc_backend.labelstudio.config import QueryProjectConfig
 from alc_backend.labelstudio.payloads import answer_class
 from alc_backend.service.workspace import AnswerRecord, QueryRecord
@@ -56,7 +58,30 @@ def answer_from_annotation(annotation: dict[str, Any], query_task: int, config: 
     answer = None
     if not annotation.get("was_cancelled"):
         answer = answer_class(annotation.get("result") or [], config)
-    return AnswerRecord(annotation_id, query_task, answer, str(annotation.get("updated_at") or ""))
+    updated_at = str(annotation.get("updated_at") or "")
+    return AnswerRecord(annotation_id, query_task, answer, updated_at, lead_time=lead_time_of(annotation))
+
+
+def lead_time_of(annotation: Mapping[str, Any]) -> float | None:
+    """The seconds Label Studio measured an annotator spent on ``annotation`` (its ``lead_time``),
+    or None when it holds no finite, non-negative number."""
+    value = annotation.get("lead_time")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    seconds = float(value)
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def timed_answers(answers: Mapping[int, AnswerRecord], queries: Mapping[int, QueryRecord]) -> list[TimedAnswer]:
+    """The live answers with a lead time, as the cost model measures them: by query kind (an audit
+    is a correction query) and the classes the querying model predicted in the region."""
+    timed = []
+    for query_task, record in live_answers(answers).items():
+        query = queries.get(query_task)
+        if query is None or record.lead_time is None or record.answer is None:
+            continue
+        timed.append(TimedAnswer("correction", max(query.predicted_classes, 1), record.lead_time))
+    return timed
 
 
 def live_answers(answers: Mapping[int, AnswerRecord]) -> dict[int, AnswerRecord]:

@@ -28,7 +28,7 @@ from alc_backend.labelstudio.config import (
 from alc_backend.labelstudio.payloads import brush_results, validate_results
 from alc_backend.service.notes import MemoryNotes, RedisNotes, WorkNotes
 from alc_backend.service.project_work import UNCERTAINTY_SAMPLING, ProjectWork, rank_score
-from alc_backend.service.rounds import corrector_status
+from alc_backend.service.rounds import answer_seconds_status, corrector_status
 from alc_backend.service.settings import BackendSettings
 from alc_backend.service.workspace import (
     ProjectState,
@@ -346,6 +346,7 @@ class Backend:
             "task_errors": {str(t): r.error for t, r in tasks.items() if r.error},
             "errors": self._errors_of(project),
             "correctors": corrector_status(workspace, self.settings.round.correctors),
+            "answer_seconds": answer_seconds_status(workspace, self.settings.cost_min_answers),
         }
 
     # --- protocol: /webhook ------------------------------------------------------------------

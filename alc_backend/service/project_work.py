@@ -52,6 +52,7 @@ from alc_backend.service.export import export_project
 from alc_backend.service.notes import MemoryNotes, WorkNotes
 from alc_backend.service.parts import PreparationParts
 from alc_backend.service.rounds import (
+    answer_cost_model,
     choose_round_queries,
     compose_tasks,
     end_round,
@@ -402,7 +403,8 @@ class ProjectWork:
         if model is None:
             return
         label_unlabelled(workspace, model, usable, self.settings.round)
-        choice = choose_round_queries(workspace, model, usable, self.settings.round, round_index)
+        cost_model = answer_cost_model(workspace, self.settings.cost_min_answers)
+        choice = choose_round_queries(workspace, model, usable, self.settings.round, round_index, cost_model)
         self._write_back(workspace, client, usable)
         new_queries = {task: query for task, query in workspace.queries().items() if query.round == round_index}
         if not new_queries:

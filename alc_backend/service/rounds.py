@@ -12,6 +12,7 @@ rejecting a correction, like an arriving answer, recomposes the labels it touche
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,12 +20,13 @@ import torch
 from alc_backend import IGNORE_INDEX
 from alc_backend.engine.corrections import AutoCorrection
 from alc_backend.engine.pseudo_labels import majority_per_superpixel
+from alc_backend.engine.query_cost import PAPER_COST_MODEL, CostModel, cost_summary, measured_cost_model
 from alc_backend.rounds.corrections import RoundCorrections, correct_round
 from alc_backend.rounds.images import Answer, Query, VerifiedPixels
 from alc_backend.rounds.queries import QueryChoice, choose_queries
 from alc_backend.rounds.settings import RoundSettings
 from alc_backend.rounds.training import model_config, probabilities, train_round_model
-from alc_backend.service.answers import answered_queries, compose_labels, live_answers
+from alc_backend.service.answers import answered_queries, compose_labels, live_answers, timed_answers
 from alc_backend.service.workspace import QueryRecord, Workspace
 from alc_backend.training.checkpoint import load_checkpoint, save_checkpoint
 from alc_backend.training.device import pick_device
@@ -190,11 +192,17 @@ def label_unlabelled(
 
 
 def choose_round_queries(
-    workspace: Workspace, model: torch.nn.Module, usable: Sequence[int], settings: RoundSettings, round_index: int
+    workspace: Workspace,
+    model: torch.nn.Module,
+    usable: Sequence[int],
+    settings: RoundSettings,
+    round_index: int,
+    cost_model: CostModel,
 ) -> QueryChoice:
     """Round ``round_index``'s queries, with the audits the last round chose; keeps each task's image score."""
     images = WorkspaceImages(workspace, usable, len(workspace.state().class_names))
-    choice = choose_queries(images, model, settings, round_index, workspace.proposals(round_index)[1])
+    audits = workspace.proposals(round_index)[1]
+    choice = choose_queries(images, model, settings, round_index, audits, cost_model)
     records = workspace.tasks()
     for key, score in choice.image_scores.items():
         records[int(key)].score = score
@@ -286,3 +294,14 @@ def corrector_status(workspace: Workspace, correctors: Sequence[str]) -> dict[st
             "abstained": last_notes.get("abstained"),
         }
     return status
+
+
+def answer_cost_model(workspace: Workspace, min_answers: int) -> CostModel:
+    """Seconds per query: the median of the annotators' measured times where ``min_answers`` of a kind
+    and class count are in, the user study's table elsewhere."""
+    return measured_cost_model(timed_answers(workspace.answers(), workspace.queries()), PAPER_COST_MODEL, min_answers)
+
+
+def answer_seconds_status(workspace: Workspace, min_answers: int) -> dict[str, dict[str, dict[str, Any]]]:
+    """For /health: per query kind and class count, the timed answers, their median and the seconds in use."""
+    return cost_summary(timed_answers(workspace.answers(), workspace.queries()), PAPER_COST_MODEL, min_answers)

@@ -51,6 +51,8 @@ class BackendSettings:
     ``max_download_mb`` (``ALC_MAX_DOWNLOAD_MB``), ``download_timeout_s``
     (``ALC_DOWNLOAD_TIMEOUT_S``) and ``max_image_pixels`` (``ALC_MAX_IMAGE_PIXELS``).
     ``max_request_mb`` (``ALC_MAX_REQUEST_MB``) bounds a request body.
+    ``cost_min_answers`` (``ALC_COST_MIN_ANSWERS``) is how many timed answers of a kind and
+    class count it takes before their median seconds replace the user study's table.
     """
 
     model_dir: Path = Path("alc-workspace")
@@ -80,6 +82,7 @@ class BackendSettings:
     download_timeout_s: float = 60.0
     max_image_pixels: int = 50_000_000
     max_request_mb: int = 64
+    cost_min_answers: int = 20
     round: RoundSettings = dataclasses.field(default_factory=RoundSettings)
 
     def __post_init__(self) -> None:
@@ -107,6 +110,7 @@ class BackendSettings:
             ("ALC_DOWNLOAD_TIMEOUT_S", self.download_timeout_s),
             ("ALC_MAX_IMAGE_PIXELS", self.max_image_pixels),
             ("ALC_MAX_REQUEST_MB", self.max_request_mb),
+            ("ALC_COST_MIN_ANSWERS", self.cost_min_answers),
         ):
             if value <= 0:
                 raise SettingsError(f"{name} must be > 0, got {value}")
@@ -197,5 +201,6 @@ class BackendSettings:
             download_timeout_s=real("ALC_DOWNLOAD_TIMEOUT_S", defaults.download_timeout_s),
             max_image_pixels=number("ALC_MAX_IMAGE_PIXELS", defaults.max_image_pixels),
             max_request_mb=number("ALC_MAX_REQUEST_MB", defaults.max_request_mb),
+            cost_min_answers=number("ALC_COST_MIN_ANSWERS", defaults.cost_min_answers),
             round=RoundSettings.from_env(env),
         )

@@ -98,7 +98,8 @@ class QueryRecord:
     in the round (0 = asked first). ``region`` holds the ``(flat start, length)`` runs of the
     pixels an answer labels (None, in workspaces of earlier versions: the whole superpixel).
     ``kind`` is ``"correction"`` or ``"audit"``; an audit names the ``corrector`` and the
-    ``audited_round`` of the proposal it checks.
+    ``audited_round`` of the proposal it checks. ``predicted_classes`` is how many classes the
+    querying model predicted in the region.
     """
 
     task: int
@@ -115,6 +116,7 @@ class QueryRecord:
     score: float = 0.0
     corrector: str | None = None
     audited_round: int | None = None
+    predicted_classes: int = 1
 
     @classmethod
     def of(cls, task: int, query: Query, round_index: int, rank: int) -> QueryRecord:
@@ -134,6 +136,7 @@ class QueryRecord:
             score=query.score,
             corrector=query.corrector,
             audited_round=query.audited_round,
+            predicted_classes=query.predicted_classes,
         )
 
     def query(self, superpixels: np.ndarray) -> Query:
@@ -155,6 +158,7 @@ class QueryRecord:
             kind="audit" if self.kind == "audit" else "correction",
             corrector=self.corrector,
             audited_round=self.audited_round,
+            predicted_classes=self.predicted_classes,
         )
 
 
@@ -164,7 +168,8 @@ class AnswerRecord:
 
     ``answer`` is a class index, or None for a skipped query; ``updated_at`` is Label Studio's
     ISO timestamp, used to ignore events that arrive out of order; ``deleted`` keeps a deletion
-    from being undone by a late duplicate of its creation event.
+    from being undone by a late duplicate of its creation event. ``lead_time`` is the seconds
+    Label Studio measured the annotator spent on it (None when it gave none).
     """
 
     annotation: int
@@ -172,6 +177,7 @@ class AnswerRecord:
     answer: int | None
     updated_at: str
     deleted: bool = False
+    lead_time: float | None = None
 
 
 class Workspace:
