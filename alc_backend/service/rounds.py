@@ -197,9 +197,12 @@ def choose_round_queries(
     usable: Sequence[int],
     settings: RoundSettings,
     round_index: int,
-    cost_model: CostModel,
+    cost_model: CostModel = PAPER_COST_MODEL,
 ) -> QueryChoice:
-    """Round ``round_index``'s queries, with the audits the last round chose; keeps each task's image score."""
+    """Round ``round_index``'s queries, with the audits the last round chose; keeps each task's image score.
+
+    ``cost_model`` prices the queries of a budget in seconds (:func:`answer_cost_model`).
+    """
     images = WorkspaceImages(workspace, usable, len(workspace.state().class_names))
     audits = workspace.proposals(round_index)[1]
     choice = choose_queries(images, model, settings, round_index, audits, cost_model)
