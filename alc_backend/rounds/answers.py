@@ -4,7 +4,8 @@ An answer with one class labels its whole region with it. A multi-class answer t
 several classes is localised (stage 2 of the multi-class paper, eqs. 8 and 11): with the model
 that chose the query, each ticked class gets the region's pixel most confident in it as its
 prototype, and every pixel of the region takes the class whose prototype's decoder features are
-most similar to its own. The backend and the simulation both call :func:`localise_mixed_answers`.
+most similar to its own. The simulation calls :func:`localise_mixed_answers` after each round's
+answers; the backend will when it serves multi-class queries.
 """
 
 from __future__ import annotations
