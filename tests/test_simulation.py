@@ -166,7 +166,20 @@ def test_multiclass_queries_tick_the_classes_inside_the_boundary_band_and_label_
     last = results["runs"][0]["rounds"][-1]
     assert last["seconds"] == pytest.approx(expected_seconds)
     assert last["cost_bits"] == pytest.approx(3 * last["clicks"])
-    assert last["precision"] is None and last["recall"] is None
+    assert last["precision"] is None and last["recall"] is None and last["audits"] == 0
+    mixed = [q for q in given if len(q["classes"]) > 1]
+    assert last["mixed_answers"] == len(mixed)
+    right = sum(
+        int(
+            (
+                np.asarray(Image.open(work / "labels" / f"{q['image']}.png")).ravel()[start : start + length]
+                == dataset.mask(q["image"]).ravel()[start : start + length]
+            ).sum()
+        )
+        for q in mixed
+        for start, length in q["region"]
+    )
+    assert last["localised_accuracy"] == pytest.approx(right / sum(length for q in mixed for _, length in q["region"]))
 
 
 def test_compute_superpixels_replaces_the_data_sets_own(tmp_path: Path) -> None:
@@ -272,6 +285,7 @@ def test_cli_simulate_writes_results_and_curves(tmp_path: Path) -> None:
     assert results["config"]["seeds"] == [0, 1] and results["config"]["device"] == "cpu"
     assert {run["method"] for run in results["runs"]} == {"lcil", "softmin"}
     keys = {"round", "clicks", "seconds", "cost_bits", "data_miou", "model_miou", "precision", "recall", "audits"}
+    keys |= {"mixed_answers", "localised_accuracy"}
     auto_keys = {"auto_corrected_pixels", "auto_corrected_superpixels", "auto_precision", "auto"}
     assert keys | auto_keys == set(results["runs"][0]["rounds"][1])
     assert all(results["runs"][0]["rounds"][1][key] is None for key in auto_keys)  # no auto-corrector

@@ -108,6 +108,9 @@ class RoundResult:
     wrote this round (all together) and the share of their pixels that now hold the true
     class; ``auto`` gives, per corrector, the written and held-back changes scored against the
     ground truth and the corrector's own notes (audits, trusted classes, abstentions).
+    ``mixed_answers`` counts the round's multi-class answers that ticked several classes, and
+    ``localised_accuracy`` is the share of their regions' labelled pixels that localisation
+    labelled with the true class.
     """
 
     round: int
@@ -123,6 +126,8 @@ class RoundResult:
     auto_corrected_superpixels: int | None
     auto_precision: float | None
     auto: dict[str, dict[str, Any]] | None = None
+    mixed_answers: int = 0
+    localised_accuracy: float | None = None
 
 
 class Simulation:
@@ -190,7 +195,8 @@ class Simulation:
             choice = choose_queries(images, model, settings, round_index, audits)
             wrong_in_pool = self._wrong_in_pool(images, choice)
             given = self._ask(images, choice.queries)
-            images.answer(given, localise_mixed_answers(images, model, settings, given))
+            localised = localise_mixed_answers(images, model, settings, given)
+            images.answer(given, localised)
             _append_queries(folder / "queries.jsonl", round_index, given)
             round_answers = [answer_of(query, classes, round_index) for query, classes in given if classes]
             answers += round_answers
@@ -223,7 +229,8 @@ class Simulation:
                 model_miou=self._model_miou(model, settings),
                 precision=quality.precision,
                 recall=quality.recall,
-                audits=len(choice.queries) - num_corrections,
+                audits=sum(query.kind == "audit" for query in choice.queries),
+                **self._localisation_summary(given, localised),
                 **(self._auto_summary(outcome) if settings.correctors else _NO_AUTO),
             )
 
@@ -253,6 +260,18 @@ class Simulation:
                     answer = reference_answer(truth, labels, superpixels, query.superpixel)
                 given[index] = () if answer is None else (answer,)
         return [(query, given[index]) for index, query in enumerate(queries)]
+
+    def _localisation_summary(self, given: list[Given], localised: dict[int, np.ndarray]) -> dict[str, Any]:
+        """The round's ``mixed_answers`` (multi-class answers that ticked several classes) and the share
+        of their regions' labelled pixels that localisation got right (None without any)."""
+        right, scored = 0, 0
+        for index, labels in localised.items():
+            query = given[index][0]
+            truth = self.dataset.mask(query.image)
+            region = query.region_mask(truth.shape) & (truth != IGNORE_INDEX)
+            right += int((labels[region] == truth[region]).sum())
+            scored += int(region.sum())
+        return {"mixed_answers": len(localised), "localised_accuracy": right / scored if scored else None}
 
     def _bits(self, queries: list[Query], answers: list[Answer]) -> float:
         """The information-theoretic cost of a round's queries: Theorem 3.1's for correction queries and
