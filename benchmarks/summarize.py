@@ -14,9 +14,13 @@ import argparse
 import json
 from pathlib import Path
 
-from alc_backend.simulation.plots import curves_by_method, plot_curves
+import numpy as np
+
+from alc_backend.simulation.plots import plot_curves
 
 COLUMNS = (
+    ("clicks", "clicks (cumulative)"),
+    ("seconds", "annotator seconds (cumulative, cost model)"),
     ("data_miou", "Data mIoU (%)"),
     ("model_miou", "Model mIoU (%)"),
     ("precision", "query precision"),
@@ -26,26 +30,44 @@ COLUMNS = (
     ("auto_corrected_superpixels", "auto-corrected superpixels (this round)"),
     ("auto_corrected_pixels", "auto-corrected pixels (this round)"),
     ("auto_precision", "auto-correction precision (share of changed pixels now right)"),
+    ("mixed_answers", "multi-class answers with several classes (this round)"),
+    ("localised_accuracy", "localisation accuracy (share of their labelled pixels right)"),
 )
-FRACTIONS = ("precision", "recall", "auto_precision")
-COUNTS = ("auto_corrected_superpixels", "auto_corrected_pixels", "audits")
+FRACTIONS = ("precision", "recall", "auto_precision", "localised_accuracy")
+COUNTS = ("clicks", "seconds", "auto_corrected_superpixels", "auto_corrected_pixels", "audits", "mixed_answers")
 
 
 def table(results: dict, metric: str, title: str) -> str:
-    curves = curves_by_method(results, metric)
-    clicks = sorted({int(c) for values in curves.values() for c in values[0]})
-    lines = [f"**{title}**", "", "| method | " + " | ".join(f"{c} clicks" for c in clicks) + " |"]
-    lines.append("|---|" + "---:|" * len(clicks))
-    for method, (method_clicks, mean, std) in curves.items():
-        cells = {
-            int(c): f"{m:.2f} ± {s:.2f}"
-            if metric in FRACTIONS
-            else f"{m:.0f} ± {s:.0f}"
-            if metric in COUNTS
-            else f"{m:.1f} ± {s:.1f}"
-            for c, m, s in zip(method_clicks, mean, std, strict=True)
-        }
-        lines.append(f"| {method} | " + " | ".join(cells.get(c, "–") for c in clicks) + " |")
+    """One row per method, one column per round: the mean ± std over seeds of ``metric``.
+
+    Columns are named by clicks when every method asked the same number (a budget in queries),
+    by round otherwise (a budget in seconds: the ``clicks`` and ``seconds`` tables give each
+    method's spending).
+    """
+    by_method: dict[str, list[list[dict]]] = {}
+    for run in results["runs"]:
+        by_method.setdefault(run["method"], []).append(run["rounds"])
+    rounds = min(len(runs) for runs in (r for method_runs in by_method.values() for r in method_runs))
+    clicks = {tuple(r[i]["clicks"] for i in range(rounds)) for method_runs in by_method.values() for r in method_runs}
+    names = [f"{c} clicks" for c in next(iter(clicks))] if len(clicks) == 1 else [f"round {i}" for i in range(rounds)]
+    columns = [
+        i
+        for i in range(rounds)
+        if any(r[i].get(metric) is not None for method_runs in by_method.values() for r in method_runs)
+    ]
+    lines = [f"**{title}**", "", "| method | " + " | ".join(names[i] for i in columns) + " |"]
+    lines.append("|---|" + "---:|" * len(columns))
+    for method, runs in by_method.items():
+        cells = []
+        for i in columns:
+            values = np.array([np.nan if r[i].get(metric) is None else r[i][metric] for r in runs], dtype=float)
+            if np.all(np.isnan(values)):
+                cells.append("–")
+                continue
+            mean, std = np.nanmean(values), np.nanstd(values)
+            digits = 2 if metric in FRACTIONS else 0 if metric in COUNTS else 1
+            cells.append(f"{mean:.{digits}f} ± {std:.{digits}f}")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -113,6 +135,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", type=Path, nargs="+")
     parser.add_argument("--plot", type=Path, help="write the merged Data/Model mIoU curves to this PNG")
+    parser.add_argument("--x", choices=("clicks", "seconds"), default="clicks", help="the plot's budget axis")
     args = parser.parse_args()
     results = merge([json.loads(path.read_text()) for path in args.results])
     seeds = sorted({run["seed"] for run in results["runs"]})
@@ -124,7 +147,7 @@ def main() -> None:
     if table_of_correctors:
         print(table_of_correctors + "\n")
     if args.plot:
-        plot_curves(results, args.plot)
+        plot_curves(results, args.plot, x=args.x)
 
 
 if __name__ == "__main__":
