@@ -17,7 +17,6 @@ from alc_backend.engine.query_cost import (
     QUERY_KINDS,
     CostModel,
     TimedAnswer,
-    classes_per_superpixel,
     cost_summary,
     cumulative_seconds,
     measured_cost_model,
@@ -252,15 +251,6 @@ def test_cumulative_seconds() -> None:
         cumulative_seconds([("correction", 1), ("multiclass", 0)], PRIOR)
 
 
-def test_classes_per_superpixel_counts_distinct_predicted_classes() -> None:
-    """Superpixel 0 holds predictions {0, 1}, superpixel 1 {1, 2} (2 twice), superpixel 2 {0}."""
-    predicted = np.array([[0, 1, 1], [2, 2, 0]])
-    superpixels = np.array([[0, 0, 1], [1, 1, 2]])
-    assert classes_per_superpixel(predicted, superpixels, 3).tolist() == [2, 2, 1]
-    with pytest.raises(ValueError, match=r"predicted is \(2, 3\) but superpixels is \(3, 2\)"):
-        classes_per_superpixel(predicted, superpixels.reshape(3, 2), 3)
-
-
 def test_queries_within_takes_the_longest_prefix_that_fits() -> None:
     seconds = np.array([6.38, 8.025, 6.38])
     assert queries_within(seconds, 15.0) == 2  # 6.38 + 8.025 = 14.405
@@ -292,3 +282,5 @@ def test_predicted_class_shares_are_per_superpixel_fractions() -> None:
     superpixels = np.array([[0, 0, 1], [1, 1, 2]])
     expected = [[0.5, 0.5, 0.0], [0.0, 1 / 3, 2 / 3], [1.0, 0.0, 0.0]]
     assert np.allclose(predicted_class_shares(predicted, superpixels, 3), expected)
+    with pytest.raises(ValueError, match=r"predicted is \(2, 3\) but superpixels is \(3, 2\)"):
+        predicted_class_shares(predicted, superpixels.reshape(3, 2), 3)

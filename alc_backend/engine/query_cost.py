@@ -228,26 +228,6 @@ def cumulative_seconds(queries: Iterable[tuple[QueryKind, int]], model: CostMode
     return math.fsum(model.seconds(kind, num_classes) for kind, num_classes in queries)
 
 
-def classes_per_superpixel(predicted: np.ndarray, superpixels: np.ndarray, num_classes: int) -> np.ndarray:
-    """How many classes the model predicts in each superpixel: the class count a query's cost is estimated by.
-
-    Args:
-        predicted: ``(H, W)`` int, the model's class per pixel (argmax), in ``0..num_classes-1``.
-        superpixels: ``(H, W)`` int ids ``0..K-1``.
-        num_classes: ``C``.
-
-    Returns:
-        ``(K,)`` int64, the number of distinct predicted classes of each superpixel (0 for an id
-        that covers no pixel).
-    """
-    if predicted.shape != superpixels.shape:
-        raise ValueError(f"predicted is {predicted.shape} but superpixels is {superpixels.shape}")
-    count = int(superpixels.max()) + 1 if superpixels.size else 0
-    pairs = superpixels.astype(np.int64).ravel() * num_classes + predicted.astype(np.int64).ravel()
-    present = np.bincount(pairs, minlength=count * num_classes).reshape(count, num_classes) > 0
-    return present.sum(axis=1).astype(np.int64)
-
-
 def queries_within(seconds: np.ndarray, budget: float) -> int:
     """How many queries, taken in order, fit a budget: the longest prefix of ``seconds`` summing to ``budget`` or less.
 

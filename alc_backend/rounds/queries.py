@@ -25,7 +25,6 @@ from alc_backend.engine.pool import dominant_classes, region_representative, rep
 from alc_backend.engine.query_cost import (
     PAPER_COST_MODEL,
     CostModel,
-    classes_per_superpixel,
     predicted_class_shares,
     prefer_multiclass,
     queries_within,
@@ -96,7 +95,8 @@ def choose_queries(
             once it has enough answers; the user study's table otherwise).
 
     Returns:
-        The :class:`QueryChoice`; ``queries`` holds at most ``settings.queries_per_round``.
+        The :class:`QueryChoice`; ``queries`` holds at most ``settings.queries_per_round``
+        queries, or (a budget in seconds) queries whose estimated seconds sum to at most that.
     """
     keys = list(images.keys())
     acquisition = settings.acquisition
@@ -139,8 +139,9 @@ def choose_queries(
         is_open[[s for s in sorted(closed) if s < scores.size]] = False  # ids of older superpixels may be gone
         ids = np.flatnonzero(is_open)
         predicted = probs.argmax(axis=0)
-        predicted_counts = classes_per_superpixel(predicted, superpixels, probs.shape[0])
-        multiclass = _asks_multiclass(settings, cost_model, predicted, labels, superpixels, probs.shape[0])
+        shares = predicted_class_shares(predicted, superpixels, probs.shape[0])
+        predicted_counts = (shares > 0).sum(axis=1)
+        multiclass = _asks_multiclass(settings, cost_model, shares, predicted, labels, superpixels)
         parts.append((np.full(ids.size, image_index), ids, scores[ids], predicted_counts[ids], multiclass[ids]))
         for index in targets.get(key, []):
             audit_queries[index] = _audit_query(audits[index], probs, labels, superpixels, audit_rng)
@@ -161,16 +162,19 @@ def choose_queries(
 def _asks_multiclass(
     settings: RoundSettings,
     cost_model: CostModel,
+    shares: np.ndarray,
     predicted: np.ndarray,
     labels: np.ndarray,
     superpixels: np.ndarray,
-    num_classes: int,
 ) -> np.ndarray:
-    """``(K,)`` bool: which superpixels of one image the method would ask a multi-class query."""
-    count = int(superpixels.max()) + 1
+    """``(K,)`` bool: which superpixels of one image the method would ask a multi-class query.
+
+    ``shares`` is ``(K, C)``, each superpixel's predicted class shares; ``predicted``,
+    ``labels`` and ``superpixels`` the image's ``(H, W)`` maps.
+    """
+    count = shares.shape[0]
     if settings.query != "auto":
         return np.full(count, settings.query == "multiclass")
-    shares = predicted_class_shares(predicted, superpixels, num_classes)
     sizes = np.bincount(superpixels.ravel(), minlength=count)
     agree = np.bincount(superpixels.ravel(), weights=(labels == predicted).ravel(), minlength=count)
     return prefer_multiclass(shares, agree / np.maximum(sizes, 1), cost_model, settings.multiclass_accuracy)
