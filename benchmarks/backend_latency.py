@@ -224,6 +224,20 @@ def check_jobs(runner_status: dict[str, Any]) -> None:
     assert not failed, f"jobs failed: {json.dumps(failed, indent=1)[:3000]}"
 
 
+def backend_settings(
+    model_dir: Path, labelstudio: LabelStudioServer, args: argparse.Namespace, **extra: Any
+) -> BackendSettings:
+    """The benchmarked backend's settings: this workspace, this Label Studio, the CPU; ``extra`` adds more."""
+    return BackendSettings(
+        model_dir=model_dir,
+        label_studio_url=labelstudio.url,
+        api_key=labelstudio.token,
+        num_superpixels=args.superpixels,
+        round=RoundSettings(device="cpu"),
+        **extra,
+    )
+
+
 @contextmanager
 def labelstudio_server() -> Iterator[LabelStudioServer]:
     """A real Label Studio on 127.0.0.1 with a fresh database, for the block."""
@@ -361,13 +375,7 @@ def main() -> None:
             for _ in range(20)
         ]
         training = TrainingLoad(training_data, args.classes, 128, args.train_epochs)
-        settings = BackendSettings(
-            model_dir=model_dir,
-            label_studio_url=labelstudio.url,
-            api_key=labelstudio.token,
-            num_superpixels=args.superpixels,
-            round=RoundSettings(device="cpu"),
-        )
+        settings = backend_settings(model_dir, labelstudio, args)
         with running_server(settings) as (url, runner), requests.Session() as session:
             assert runner.wait_idle(600), "the start-up recover job did not finish"
             check_jobs(runner.status())

@@ -63,6 +63,7 @@ from backend_latency import (  # noqa: E402
     TrainingLoad,
     add_workspace_arguments,
     answer_sender,
+    backend_settings,
     build_workspace,
     check_answer,
     check_jobs,
@@ -77,7 +78,6 @@ from backend_latency import (  # noqa: E402
 from labelstudio_server import LabelStudioServer  # noqa: E402
 from rq_harness import rq_worker  # noqa: E402
 
-from alc_backend.rounds.settings import RoundSettings  # noqa: E402
 from alc_backend.rq_jobs import RQRunner, key_prefix  # noqa: E402
 from alc_backend.server import create_app  # noqa: E402
 from alc_backend.service.backend import Backend  # noqa: E402
@@ -182,13 +182,7 @@ def measure_in_process(
 ) -> tuple[list[float], dict[str, Any]]:
     """Set-up (a): webhooks while ``TrainingLoad`` runs in a thread of this process, with the in-process runner."""
     training = TrainingLoad(training_data(args.seed, args.classes), args.classes, TRAIN_SIZE, args.train_epochs)
-    settings = BackendSettings(
-        model_dir=model_dir,
-        label_studio_url=labelstudio.url,
-        api_key=labelstudio.token,
-        num_superpixels=args.superpixels,
-        round=RoundSettings(device="cpu"),
-    )
+    settings = backend_settings(model_dir, labelstudio, args)
     with running_server(settings) as (url, runner), requests.Session() as session:
         assert runner.wait_idle(600), "the start-up recover job did not finish"
         check_jobs(runner.status())
@@ -218,15 +212,7 @@ def measure_with_worker(
 ) -> tuple[list[float], dict[str, Any]]:
     """Set-up (b): webhooks to a server with the rq runner while a worker subprocess runs :func:`train_in_worker`."""
     queue_name = f"alc-bench-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    settings = BackendSettings(
-        model_dir=model_dir,
-        num_superpixels=args.superpixels,
-        redis_url=args.redis_url,
-        queue=queue_name,
-        label_studio_url=labelstudio.url,
-        api_key=labelstudio.token,
-        round=RoundSettings(device="cpu"),
-    )
+    settings = backend_settings(model_dir, labelstudio, args, redis_url=args.redis_url, queue=queue_name)
     redis = Redis.from_url(args.redis_url)
     redis.ping()
     queue = Queue(queue_name, connection=redis)
