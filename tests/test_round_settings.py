@@ -47,7 +47,7 @@ VALUES = {
     "audit.min_precision": ("0.8", 0.8),
     "audit.z": ("1.5", 1.5),
     "audit.refute_z": ("2.5", 2.5),
-    "multiclass_loss": ("localised", "localised"),
+    "multiclass_loss": ("partial", "partial"),
     "budget_unit": ("seconds", "seconds"),
     "multiclass_accuracy": ("0.75", 0.75),
     "partial_ce_weight": ("4", 4.0),

@@ -94,10 +94,11 @@ class RoundSettings:
     ``encoder`` None the device's default encoder, and ``encoder_weights`` names a local file
     of initial encoder weights. ``lcm``, ``plar``, their ``*_features`` and ``error_decoder``
     configure the automatic correctors, ``audit`` their audits. ``multiclass_loss`` is how a
-    region whose answer ticked several classes trains the model: ``partial`` by the multi-class
+    region whose answer ticked several classes trains the model: ``localised`` (the default) by
+    cross-entropy on the pixel labels its localisation wrote, ``partial`` by the multi-class
     paper's merged-positive and prototypical-pixel losses (eq. 10, weighted by
-    ``partial_ce_weight`` λ_CE and ``partial_mp_weight`` λ_MP), ``localised`` by cross-entropy on
-    the pixel labels its localisation wrote. ``multiclass_accuracy`` is the share of a mixed
+    ``partial_ce_weight`` λ_CE and ``partial_mp_weight`` λ_MP), which cost Model mIoU here
+    (benchmarks/README.md, section 9). ``multiclass_accuracy`` is the share of a mixed
     region's pixels that the ``auto`` query choice expects localisation to get right.
     """
 
@@ -122,7 +123,7 @@ class RoundSettings:
     error_decoder: bool = False
     audit: AuditConfig = field(default_factory=AuditConfig)
     multiclass_accuracy: float = 0.9
-    multiclass_loss: MulticlassLoss = "partial"
+    multiclass_loss: MulticlassLoss = "localised"
     partial_ce_weight: float = 16.0
     partial_mp_weight: float = 8.0
 
