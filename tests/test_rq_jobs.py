@@ -15,7 +15,7 @@ import pytest
 import requests
 from backend_harness import RunningBackend, brush_config, eventually, serve_backend
 from redis import Redis
-from rq import Queue
+from rq import Queue, Worker
 from rq.job import Job
 from rq.registry import FinishedJobRegistry, StartedJobRegistry
 from rq_harness import MACHINE_REDIS, RedisServer, kill_worker, rq_worker
@@ -227,7 +227,16 @@ def test_the_backend_and_its_worker_ride_out_a_redis_restart(
             def written() -> bool:
                 return all(client.list_predictions(task) for task in names)
 
+            probe = Redis.from_url(redis_server.url)
+
+            def worker_idle() -> bool:
+                workers = Worker.all(connection=probe)
+                return bool(workers) and all(worker.get_state() == "idle" for worker in workers)
+
             eventually(written, "the worker to prepare the project", 300)
+            # Redis goes away while the worker waits for work: rq's worker reconnects then. Going away
+            # while it records a finished job makes rq's worker quit (README, "Redis down").
+            eventually(worker_idle, "the worker to finish its jobs", 300)
             task = client.get_task(first)
             redis_server.stop()
 
