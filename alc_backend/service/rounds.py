@@ -20,7 +20,13 @@ import torch
 from alc_backend import IGNORE_INDEX
 from alc_backend.engine.corrections import AutoCorrection
 from alc_backend.engine.pseudo_labels import majority_per_superpixel
-from alc_backend.engine.query_cost import PAPER_COST_MODEL, CostModel, cost_summary, measured_cost_model
+from alc_backend.engine.query_cost import (
+    PAPER_COST_MODEL,
+    CostModel,
+    TimedAnswer,
+    cost_summary,
+    measured_cost_model,
+)
 from alc_backend.rounds.corrections import RoundCorrections, correct_round
 from alc_backend.rounds.images import Answer, Query, VerifiedPixels
 from alc_backend.rounds.queries import QueryChoice, choose_queries
@@ -302,9 +308,13 @@ def corrector_status(workspace: Workspace, correctors: Sequence[str]) -> dict[st
 def answer_cost_model(workspace: Workspace, min_answers: int) -> CostModel:
     """Seconds per query: the median of the annotators' measured times where ``min_answers`` of a kind
     and class count are in, the user study's table elsewhere."""
-    return measured_cost_model(timed_answers(workspace.answers(), workspace.queries()), PAPER_COST_MODEL, min_answers)
+    return measured_cost_model(_timed_answers(workspace), PAPER_COST_MODEL, min_answers)
 
 
 def answer_seconds_status(workspace: Workspace, min_answers: int) -> dict[str, dict[str, dict[str, Any]]]:
     """For /health: per query kind and class count, the timed answers, their median and the seconds in use."""
-    return cost_summary(timed_answers(workspace.answers(), workspace.queries()), PAPER_COST_MODEL, min_answers)
+    return cost_summary(_timed_answers(workspace), PAPER_COST_MODEL, min_answers)
+
+
+def _timed_answers(workspace: Workspace) -> list[TimedAnswer]:
+    return timed_answers(workspace.answers(), workspace.queries())

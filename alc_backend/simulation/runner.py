@@ -265,9 +265,10 @@ class Simulation:
         """The round's ``mixed_answers`` (multi-class answers that ticked several classes) and the share
         of their regions' labelled pixels that localisation got right (None without any)."""
         right, scored = 0, 0
+        masks = self._masks([given[index][0] for index in localised])
         for index, labels in localised.items():
             query = given[index][0]
-            truth = self.dataset.mask(query.image)
+            truth = masks[query.image]
             region = query.region_mask(truth.shape) & (truth != IGNORE_INDEX)
             right += int((labels[region] == truth[region]).sum())
             scored += int(region.sum())
@@ -290,12 +291,17 @@ class Simulation:
         Audits cost what a correction query costs; a region without a labelled pixel counts as one class.
         """
         costed: list[tuple[QueryKind, int]] = []
+        masks = self._masks(queries)
         for query in queries:
-            truth = self.dataset.mask(query.image)
+            truth = masks[query.image]
             present = truth[query.region_mask(truth.shape)]
             count = max(int(np.unique(present[present != IGNORE_INDEX]).size), 1)
             costed.append(("multiclass" if query.kind == "multiclass" else "correction", count))
         return cumulative_seconds(costed, PAPER_COST_MODEL)
+
+    def _masks(self, queries: list[Query]) -> dict[str, np.ndarray]:
+        """The ground truth of each image ``queries`` ask about, read once per image."""
+        return {key: self.dataset.mask(key) for key in dict.fromkeys(query.image for query in queries)}
 
     def _wrong_in_pool(self, images: SimulationImages, choice: QueryChoice) -> int:
         """How many open superpixels of the pool an answer would change (the recall's denominator)."""

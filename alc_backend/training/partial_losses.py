@@ -102,6 +102,13 @@ def _check_logits(logits: torch.Tensor) -> None:
         raise ValueError("logits must have at least one class channel")
 
 
+def _check_dtype_and_device(name: str, values: torch.Tensor, dtype: torch.dtype, logits: torch.Tensor) -> None:
+    if values.dtype != dtype:
+        raise ValueError(f"{name} must be {str(dtype).removeprefix('torch.')}, got {values.dtype}")
+    if values.device != logits.device:
+        raise ValueError(f"{name} is on {values.device} but logits are on {logits.device}")
+
+
 def _check_pixel_map(name: str, values: torch.Tensor, logits: torch.Tensor) -> None:
     expected = (logits.shape[0], *logits.shape[2:])
     if tuple(values.shape) != expected:
@@ -109,10 +116,7 @@ def _check_pixel_map(name: str, values: torch.Tensor, logits: torch.Tensor) -> N
             f"{name} must have shape (B, H, W) = {expected} to match logits {tuple(logits.shape)}, "
             f"got {tuple(values.shape)}"
         )
-    if values.dtype != torch.int64:
-        raise ValueError(f"{name} must be int64, got {values.dtype}")
-    if values.device != logits.device:
-        raise ValueError(f"{name} is on {values.device} but logits are on {logits.device}")
+    _check_dtype_and_device(name, values, torch.int64, logits)
 
 
 def _region_pixels(log_probs: torch.Tensor, regions: torch.Tensor, region_classes: torch.Tensor) -> _RegionPixels:
@@ -124,10 +128,7 @@ def _region_pixels(log_probs: torch.Tensor, regions: torch.Tensor, region_classe
             f"region_classes must have shape (B, R, C) with B = {batch} and C = {n_classes}, "
             f"got {tuple(region_classes.shape)}"
         )
-    if region_classes.dtype != torch.bool:
-        raise ValueError(f"region_classes must be bool, got {region_classes.dtype}")
-    if region_classes.device != log_probs.device:
-        raise ValueError(f"region_classes is on {region_classes.device} but logits are on {log_probs.device}")
+    _check_dtype_and_device("region_classes", region_classes, torch.bool, log_probs)
     n_slots = region_classes.shape[1]
     if regions.numel() > 0:
         low, high = int(regions.min()), int(regions.max())
