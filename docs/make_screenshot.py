@@ -1,4 +1,4 @@
-"""Make ``docs/query_task.png`` (or ``docs/audit_task.png``): a query as an annotator sees it in Label Studio.
+"""Make ``docs/query_task.png`` (or ``audit_task.png``, ``multiclass_task.png``): a query as an annotator sees it.
 
 The script starts a real Label Studio 1.23.2 (from ``.venv-labelstudio``, as the integration tests do) and
 our backend, connects a small synthetic street-scene set, waits for round 1, opens the first query of the
@@ -7,7 +7,8 @@ round in the labeling stream as the admin user in headless Chromium and saves a 
 With ``--audit`` it answers every query of round 1 with the true class at its marked pixel, waits for
 round 2, answers round 2's queries ranked before its first audit of an automatic correction and
 screenshots that audit instead (LCM's model-confidence check is turned off, so that round 1 surely
-proposes changes for round 2 to audit).
+proposes changes for round 2 to audit). With ``--multiclass`` the backend asks multi-class queries
+(``multiclass:abc``), which arrive with no class ticked.
 
 Playwright drives the browser. It is a docs tool only, not a dependency of the backend or its tests, so
 install it by hand into the backend's venv and point it at the system's Chromium (do not run
@@ -16,10 +17,11 @@ install it by hand into the backend's venv and point it at the system's Chromium
     .venv/bin/pip install playwright
     .venv/bin/python docs/make_screenshot.py            # writes docs/query_task.png
     .venv/bin/python docs/make_screenshot.py --audit    # writes docs/audit_task.png
+    .venv/bin/python docs/make_screenshot.py --multiclass    # writes docs/multiclass_task.png
 
-Options: ``--audit``, ``--out PATH`` (another file), ``--chromium PATH`` (default ``/usr/bin/chromium``).
-It takes one to two minutes (a little more with ``--audit``), most of it Label Studio's first start
-(database migrations).
+Options: ``--audit`` or ``--multiclass``, ``--out PATH`` (another file), ``--chromium PATH`` (default
+``/usr/bin/chromium``). It takes one to two minutes (a little more with ``--audit``), most of it Label
+Studio's first start (database migrations).
 """
 
 from __future__ import annotations
@@ -65,10 +67,12 @@ PAGE_TIMEOUT_MS = 60_000
 SETTLE_MS = 1000
 
 
-def round_settings(audit: bool) -> RoundSettings:
-    """Small, fast rounds; for ``audit``, without LCM's model-confidence check (round 1 then proposes plenty)."""
+def round_settings(audit: bool, multiclass: bool) -> RoundSettings:
+    """Small, fast rounds; for ``audit``, without LCM's model-confidence check (round 1 then proposes
+    plenty); for ``multiclass``, multi-class queries."""
     lcm = LCMConfig(model_confidence=0.0) if audit else LCMConfig()
-    return RoundSettings(queries_per_round=8, image_size=128, epochs=2, device="cpu", lcm=lcm)
+    method = "multiclass:abc" if multiclass else "abc+lcm"
+    return RoundSettings(method=method, queries_per_round=8, image_size=128, epochs=2, device="cpu", lcm=lcm)
 
 
 def connect_synthetic_project(
@@ -153,20 +157,24 @@ def log_in(page: Page, ls: LabelStudioServer) -> None:
         page.click("button[type=submit], input[type=submit]")
 
 
-def wait_for_query(page: Page) -> None:
-    """Wait until the editor shows the image, both prediction regions and a selected choice."""
+def wait_for_query(page: Page, ticked: bool) -> None:
+    """Wait until the editor shows the image, both prediction regions and, if ``ticked``, a ticked class."""
     page.wait_for_load_state("networkidle")
     page.wait_for_selector(".konvajs-content canvas")
     page.wait_for_function(
         "() => [...document.querySelectorAll('img[alt=image]')].some(i => i.complete && i.naturalWidth > 0)"
     )
     page.wait_for_function("() => document.querySelectorAll('.lsf-outliner-item').length >= 2")
-    page.wait_for_selector(".lsf-choices .ant-checkbox-wrapper-checked")
+    if ticked:
+        page.wait_for_selector(".lsf-choices .ant-checkbox-wrapper-checked")
     page.wait_for_timeout(SETTLE_MS)
 
 
-def screenshot_task(ls: LabelStudioServer, query_project: int, task_id: int, out: Path, chromium: str) -> None:
-    """Open the task in the labeling stream, wait for image, regions and choice, save a screenshot to ``out``."""
+def screenshot_task(
+    ls: LabelStudioServer, query_project: int, task_id: int, out: Path, chromium: str, ticked: bool
+) -> None:
+    """Open the task in the labeling stream, wait for image, regions and (if ``ticked``) a ticked class,
+    save a screenshot to ``out``."""
     with tempfile.TemporaryDirectory(prefix="alc-chromium-") as profile, sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
             profile, executable_path=chromium, headless=True, args=CHROMIUM_ARGS, viewport=VIEWPORT
@@ -176,7 +184,7 @@ def screenshot_task(ls: LabelStudioServer, query_project: int, task_id: int, out
             page.set_default_timeout(PAGE_TIMEOUT_MS)
             log_in(page, ls)
             page.goto(f"{ls.url}/projects/{query_project}/data?labeling=1&task={task_id}")
-            wait_for_query(page)
+            wait_for_query(page, ticked)
             out.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(out))
         finally:
@@ -185,11 +193,14 @@ def screenshot_task(ls: LabelStudioServer, query_project: int, task_id: int, out
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--audit", action="store_true", help="screenshot an audit of round 2")
-    parser.add_argument("--out", type=Path, help="default: docs/query_task.png, with --audit docs/audit_task.png")
+    kind = parser.add_mutually_exclusive_group()
+    kind.add_argument("--audit", action="store_true", help="screenshot an audit of round 2")
+    kind.add_argument("--multiclass", action="store_true", help="screenshot a multi-class query")
+    parser.add_argument("--out", type=Path, help="default: docs/query_task.png (audit_task.png, multiclass_task.png)")
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     args = parser.parse_args(argv)
-    out = args.out or REPO_ROOT / "docs" / ("audit_task.png" if args.audit else "query_task.png")
+    name = "audit_task.png" if args.audit else "multiclass_task.png" if args.multiclass else "query_task.png"
+    out = args.out or REPO_ROOT / "docs" / name
     ls = LabelStudioServer()
     work_dir = Path(tempfile.mkdtemp(prefix="alc-screenshot-"))
     try:
@@ -199,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             label_studio_url=ls.url,
             api_key=ls.token,
             num_superpixels=40,
-            round=round_settings(args.audit),
+            round=round_settings(args.audit, args.multiclass),
         )
         with serve_backend(settings) as running:
             dataset, project, query_project = connect_synthetic_project(ls, running, work_dir)
@@ -207,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
                 task = first_audit_task(ls, running, project, query_project, dataset)
             else:
                 task = first_query_task(ls, query_project)
-            screenshot_task(ls, query_project, task, out, args.chromium)
+            screenshot_task(ls, query_project, task, out, args.chromium, ticked=not args.multiclass)
         print(f"wrote {out} (query project {query_project}, task {task})")
     finally:
         ls.stop()

@@ -28,9 +28,10 @@ from alc_backend.data.synthetic import make_synthetic
 from alc_backend.engine.lcm import LCMConfig
 from alc_backend.engine.metrics import confusion_matrix, mean_iou
 from alc_backend.labelstudio.client import LabelStudioClient
-from alc_backend.labelstudio.config import parse_image_config
+from alc_backend.labelstudio.config import parse_image_config, query_question
 from alc_backend.labelstudio.payloads import brush_results, labels_from_brush_results
 from alc_backend.rounds.settings import RoundSettings
+from alc_backend.service.rounds import localised_key
 from alc_backend.service.settings import BackendSettings
 
 pytestmark = [pytest.mark.slow, pytest.mark.labelstudio]
@@ -221,10 +222,8 @@ def test_round_two_audits_lcm_proposals_as_query_tasks_and_health_shows_what_the
         data = client.get_task(query.task)["data"]
         name = synthetic.classes[query.proposed]
         assert data["kind"] == "audit" and query.corrector == "lcm" and query.audited_round == 1
-        assert (
-            data["question"]
-            == f"This region was changed to {name}: is {name} right? Change the class only if it is wrong."
-        )
+        assert data["question"] == query_question("audit", name)
+        assert data["question"].startswith(f"This region was changed to {name}: is {name} right?")
     confirmed = sum(corrected.answers[query.task] == query.proposed for query in audits)
     health = requests.get(f"{running_backend.url}/health", timeout=10).json()
     lcm = health["projects"][str(corrected.images_project)]["correctors"]["lcm"]
@@ -288,6 +287,33 @@ def test_an_unknown_label_is_reported_and_the_corrected_answer_then_applies(
     region = workspace.superpixels(query.image_task) == query.superpixel
     assert workspace.answers()[annotation["id"]].answer == answer
     assert (workspace.labels(query.image_task)[region] == answer).all()
+
+
+def test_a_second_tick_flags_a_mixed_region_whose_pixels_are_localised(
+    corrected: Corrected, client: LabelStudioClient, running_backend: RunningBackend, synthetic: SegmentationDataset
+) -> None:
+    """A correction query arrives with its class ticked; ticking a second one makes it a mixed answer."""
+    task = open_query_task(client, corrected)
+    (prediction,) = task["predictions"]
+    (shown,) = [result for result in prediction["result"] if result["type"] == "choices"]
+    workspace = running_backend.backend.workspace(corrected.images_project)
+    query = workspace.queries()[task["id"]]
+    assert shown["value"]["choices"] == [synthetic.classes[query.proposed]], "the current class arrives ticked"
+    region = workspace.superpixels(query.image_task) == query.superpixel
+    other = (query.proposed + 1) % synthetic.num_classes
+    names = [synthetic.classes[query.proposed], synthetic.classes[other]]
+    annotation = client.create_annotation(
+        task["id"], [{"from_name": "answer", "to_name": "image", "type": "choices", "value": {"choices": names}}]
+    )
+    classes = tuple(sorted((query.proposed, other)))
+    eventually(lambda: annotation["id"] in workspace.answers(), "the mixed answer to arrive")
+    running_backend.wait()
+    assert workspace.answers()[annotation["id"]].classes == classes
+    localised = workspace.localised(task["id"], localised_key(classes))
+    assert localised is not None, "the mixed region was localised"
+    labels = workspace.labels(query.image_task)
+    assert set(np.unique(labels[region]).tolist()) <= set(classes)
+    np.testing.assert_array_equal(labels[region], localised[region])
 
 
 def test_a_deleted_answer_is_taken_back_and_a_replayed_webhook_changes_nothing(

@@ -13,6 +13,7 @@ import pytest
 from labelstudio_venv import ensure_label_studio_venv
 
 from alc_backend.labelstudio.config import (
+    MULTICLASS_QUESTION,
     QUESTION,
     ImageProjectConfig,
     LabelConfigError,
@@ -23,7 +24,7 @@ from alc_backend.labelstudio.config import (
     query_question,
 )
 from alc_backend.labelstudio.payloads import (
-    answer_class,
+    answer_classes,
     brush_results,
     labels_from_brush_results,
     query_results,
@@ -368,9 +369,15 @@ def test_bad_image_config_errors(xml: str, message: str) -> None:
 def test_a_query_task_asks_its_own_question() -> None:
     assert '<Header value="$question"/>' in query_label_config(["a", "b"])
     assert query_question("correction", "") == QUESTION
+    assert query_question("multiclass", "") == MULTICLASS_QUESTION
     assert query_question("audit", "car") == (
-        "This region was changed to car: is car right? Change the class only if it is wrong."
+        "This region was changed to car: is car right? If it is wrong, untick it and tick the right class. "
+        "If the region holds several classes, tick each of them."
     )
+
+
+def test_the_annotator_may_tick_several_classes() -> None:
+    assert '<Choices name="answer" toName="image" choice="multiple" required="true"' in query_label_config(["a", "b"])
 
 
 def test_query_config_template_round_trip() -> None:
@@ -482,7 +489,17 @@ def test_query_results() -> None:
         assert (result["original_width"], result["original_height"], result["to_name"]) == (20, 10, "image")
     validate_results([region_result, point, answer], config)
     json.dumps([region_result, point, answer])
-    assert answer_class([region_result, point, answer], config) == 1
+    assert answer_classes([region_result, point, answer], config) == (1,)
+
+
+def test_a_multiclass_query_arrives_with_nothing_ticked() -> None:
+    config = parse_query_config(query_label_config(CLASSES))
+    results = query_results(np.ones((2, 3), bool), (1, 2), None, config)
+    assert [result["type"] for result in results] == ["brushlabels", "keypointlabels"]
+    validate_results(results, config)
+    assert answer_classes(results, config) == ()
+    with pytest.raises(ValueError, match=r"ticked class 3 is outside 0\.\.2"):
+        query_results(np.ones((2, 3), bool), (1, 2), 3, config)
 
 
 @pytest.mark.parametrize(
@@ -510,7 +527,7 @@ def test_validate_results_names_the_bad_field(change: dict[str, Any], message: s
     assert str(error.value) == message
 
 
-def choice(*names: str) -> dict[str, Any]:
+def choice(*names: Any) -> dict[str, Any]:
     """An annotation's ``choices`` result in the query project's answer control."""
     return {"from_name": "answer", "to_name": "image", "type": "choices", "value": {"choices": list(names)}}
 
@@ -518,17 +535,29 @@ def choice(*names: str) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("results", "message"),
     [
-        ([], "the answer has no choice in 'answer'"),
-        ([{**choice("car"), "from_name": "other"}], "the answer has no choice in 'answer'"),
-        ([choice("car"), choice("road")], "the answer has 2 choices in 'answer' (car, road); it needs one"),
         ([choice("bus")], "unknown label 'bus'; the project's labels are: background, road, car"),
+        ([choice("car", 3)], "the answer's choices in 'answer' are not all text: ['car', 3]"),
+        ([{**choice(), "value": {"choices": "car"}}], "the answer's 'answer' result has no list of choices"),
+        (["car"], "a result of the answer is not an object: 'car'"),
     ],
 )
-def test_answer_class_errors(results: list[dict[str, Any]], message: str) -> None:
+def test_answer_classes_errors(results: list[Any], message: str) -> None:
     with pytest.raises(LabelConfigError) as error:
-        answer_class(results, parse_query_config(query_label_config(CLASSES)))
+        answer_classes(results, parse_query_config(query_label_config(CLASSES)))
     assert str(error.value) == message
 
 
-def test_answer_class_reads_the_choice() -> None:
-    assert answer_class([choice("car")], parse_query_config(query_label_config(CLASSES))) == 2
+@pytest.mark.parametrize(
+    ("results", "classes"),
+    [
+        ([choice("car")], (2,)),
+        ([choice("car", "background")], (0, 2)),
+        ([choice("road"), choice("car", "road")], (1, 2)),
+        ([], ()),
+        ([choice()], ()),
+        ([{**choice("car"), "from_name": "other"}], ()),
+    ],
+    ids=["one", "two ascending", "two results, one repeated", "no result", "nothing ticked", "another control"],
+)
+def test_answer_classes_reads_every_tick(results: list[dict[str, Any]], classes: tuple[int, ...]) -> None:
+    assert answer_classes(results, parse_query_config(query_label_config(CLASSES))) == classes

@@ -6,7 +6,8 @@ as its webhooks would). After two rounds, the queries, the automatic corrections
 of every image must be identical. The correctors are loosened so that both propose plenty within
 two small rounds: with audits (their bar lowered to a share of 0.05), round 2 audits what round
 1 held back and writes the rest of it for the classes the audits confirmed; without audits, both
-write every proposal at once.
+write every proposal at once. With multi-class queries (on SLIC superpixels, so that regions
+straddle objects), the regions ticked with several classes are localised alike by both.
 """
 
 from __future__ import annotations
@@ -22,17 +23,20 @@ from alc_backend.data.dataset import SegmentationDataset, read_label_png
 from alc_backend.data.synthetic import make_synthetic
 from alc_backend.engine.corrections import AutoCorrection
 from alc_backend.engine.lcm import LCMConfig
+from alc_backend.engine.multiclass import multiclass_oracle_answer
 from alc_backend.engine.oracle import faithful_answer
 from alc_backend.engine.plar import PLARConfig
 from alc_backend.rounds.settings import AuditConfig, RoundSettings
 from alc_backend.service.rounds import (
     choose_round_queries,
     end_round,
+    localised_key,
     record_queries,
     round_model,
 )
 from alc_backend.service.workspace import QueryRecord, Workspace
 from alc_backend.simulation.runner import Simulation, SimulationConfig
+from alc_backend.simulation.state import SuperpixelSource
 
 pytestmark = pytest.mark.slow
 
@@ -51,18 +55,33 @@ AUDITED = RoundSettings(
     audit=AuditConfig(share=0.5, min_precision=0.05, z=0.0),
 )
 UNAUDITED = AUDITED.replace(audit=AuditConfig(share=0.0))
+MULTICLASS = UNAUDITED.replace(method="multiclass:abc+lcm+plar")
+NUM_SLIC = 12
 ROUNDS = 2
 
 
 def simulate(dataset: SegmentationDataset, settings: RoundSettings, out: Path) -> Path:
-    config = SimulationConfig(methods=(settings.method,), rounds=ROUNDS, seeds=(settings.seed,), round=settings)
+    config = SimulationConfig(
+        methods=(settings.method,),
+        rounds=ROUNDS,
+        seeds=(settings.seed,),
+        round=settings,
+        compute_superpixels=computes_superpixels(settings),
+        num_superpixels=NUM_SLIC,
+    )
     Simulation(dataset, config, out, progress=False).run()
     return out / "work" / f"seed{settings.seed}" / settings.method
 
 
+def computes_superpixels(settings: RoundSettings) -> bool:
+    """Multi-class queries run on SLIC superpixels, which straddle the synthetic objects (its own do not)."""
+    return settings.query != "correction"
+
+
 def run_backend_rounds(dataset: SegmentationDataset, settings: RoundSettings, model_dir: Path) -> Workspace:
-    """The backend's round steps in the order ProjectWork takes them, the annotator answering at the pixel."""
-    workspace, tasks = workspace_of(dataset, model_dir)
+    """The backend's round steps in the order ProjectWork takes them, the annotator answering as the simulation's."""
+    source = SuperpixelSource(dataset, model_dir / "slic", "slic", NUM_SLIC, compute=True)
+    workspace, tasks = workspace_of(dataset, model_dir, source if computes_superpixels(settings) else None)
     names = {task: record.name for task, record in workspace.tasks().items()}
     next_query_task = 1000
     for round_index in range(1, ROUNDS + 1):
@@ -78,11 +97,15 @@ def run_backend_rounds(dataset: SegmentationDataset, settings: RoundSettings, mo
         given = {}
         for task, record in new.items():
             truth = dataset.mask(names[record.image_task])
-            region = record.query(workspace.superpixels(record.image_task)).region_mask(truth.shape)
-            answer = faithful_answer(truth, region, (record.row, record.col))
-            if answer != 255:
-                given[task] = answer
-        answer_in_workspace(workspace, new, given)
+            superpixels = workspace.superpixels(record.image_task)
+            if record.kind == "multiclass":
+                given[task] = multiclass_oracle_answer(truth, superpixels, record.superpixel)
+                continue
+            answer = faithful_answer(
+                truth, record.query(superpixels).region_mask(truth.shape), (record.row, record.col)
+            )
+            given[task] = () if answer == 255 else (answer,)
+        answer_in_workspace(workspace, new, given, settings)
         end_round(workspace, tasks, settings, round_index)
     return workspace
 
@@ -116,7 +139,7 @@ def comparable_correction(record: AutoCorrection, names: dict[str, str]) -> tupl
     )
 
 
-@pytest.mark.parametrize("settings", [AUDITED, UNAUDITED], ids=["audited", "unaudited"])
+@pytest.mark.parametrize("settings", [AUDITED, UNAUDITED, MULTICLASS], ids=["audited", "unaudited", "multiclass"])
 def test_the_simulation_and_the_backend_ask_correct_and_label_alike(tmp_path: Path, settings: RoundSettings) -> None:
     dataset = make_synthetic(tmp_path / "data", 10, 3, size=48, val_fraction=0.0, progress=False)
     run = simulate(dataset, settings, tmp_path / "simulation")
@@ -167,8 +190,16 @@ def test_the_simulation_and_the_backend_ask_correct_and_label_alike(tmp_path: Pa
         for corrector in ("lcm", "plar"):
             assert notes["2"][corrector]["audited"] == 3
             assert notes["2"][corrector]["confirmed"] == sum(c == corrector for c, _ in confirmations)
-    else:
+    elif settings.query == "correction":
         assert {r.corrector for r in simulated_journal} == {"lcm", "plar"}, "both correctors wrote"
+    else:
+        mixed = [record for record in simulated_queries if len(record["classes"]) > 1]
+        assert mixed, "some regions were answered with several classes"
+        answers = {record.query_task: record for record in workspace.answers().values()}
+        backend_mixed = [query for query in backend_queries if query.task in answers and answers[query.task].mixed]
+        assert len(backend_mixed) == len(mixed)
+        for query in backend_mixed:
+            assert workspace.localised(query.task, localised_key(answers[query.task].classes)) is not None
 
     for task, name in names.items():
         np.testing.assert_array_equal(workspace.labels(int(task)), read_label_png(run / "labels" / f"{name}.png"))

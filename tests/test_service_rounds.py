@@ -68,7 +68,7 @@ def test_a_round_over_a_workspace_asks_the_top_superpixels_and_correctors_leave_
     before_answers = {task: workspace.labels(task) for task in tasks}
     names = {task: record.name for task, record in workspace.tasks().items()}
     answers = {task: int(dataset.mask(names[r.image_task])[r.row, r.col]) for task, r in records.items()}
-    answer_in_workspace(workspace, records, answers)
+    answer_in_workspace(workspace, records, {task: (answer,) for task, answer in answers.items()})
     for record in records.values():
         region = workspace.superpixels(record.image_task) == record.superpixel
         assert (workspace.before(record.image_task)[region] == before_answers[record.image_task][region]).all()
@@ -109,7 +109,7 @@ def test_both_images_of_a_round_hold_the_same_labels_after_answers_corrections_a
     asked = Query(str(task), first, row, col, 0, 0, flat_runs(region))
     records = {1: QueryRecord.of(1, asked, 1, 0)}
     record_queries(workspace, records)
-    answer_in_workspace(workspace, records, {1: 1})
+    answer_in_workspace(workspace, records, {1: (1,)})
     simulated.answer([(replace(asked, image=name), (1,))], {})
 
     # LCM writes 2 over the third superpixel (decided on the same labels in both)
@@ -127,7 +127,7 @@ def test_both_images_of_a_round_hold_the_same_labels_after_answers_corrections_a
     audit = Query(str(task), second, arow, acol, 2, 0, flat_runs(audit_region), 0.0, "audit", "lcm", 1)
     records[2] = QueryRecord.of(2, audit, 2, 0)
     record_queries(workspace, {2: records[2]})
-    answer_in_workspace(workspace, records, {2: 3})
+    answer_in_workspace(workspace, records, {2: (3,)})
     simulated.answer([(replace(audit, image=name), (3,))], {})
 
     backend = WorkspaceImages(workspace, tasks, dataset.num_classes)

@@ -29,27 +29,27 @@ T1, T2, T3 = "2026-11-22T01:00:00Z", "2026-11-22T01:00:05Z", "2026-11-22T01:00:0
 
 def test_an_update_replaces_an_answer_and_a_late_duplicate_of_the_creation_is_ignored() -> None:
     answers: dict[int, AnswerRecord] = {}
-    assert record_event(answers, AnswerRecord(7, 40, 1, T1))
-    assert record_event(answers, AnswerRecord(7, 40, 2, T2))
-    assert not record_event(answers, AnswerRecord(7, 40, 1, T1)), "the stale creation event arrived late"
-    assert not record_event(answers, AnswerRecord(7, 40, 2, T2)), "an exact duplicate changes nothing"
+    assert record_event(answers, AnswerRecord(7, 40, (1,), T1))
+    assert record_event(answers, AnswerRecord(7, 40, (2,), T2))
+    assert not record_event(answers, AnswerRecord(7, 40, (1,), T1)), "the stale creation event arrived late"
+    assert not record_event(answers, AnswerRecord(7, 40, (2,), T2)), "an exact duplicate changes nothing"
     assert answers[7].answer == 2
 
 
 def test_a_deletion_is_final_even_when_older_events_arrive_after_it() -> None:
-    answers = {7: AnswerRecord(7, 40, 1, T1)}
-    assert record_event(answers, AnswerRecord(7, -1, None, "", deleted=True))
+    answers = {7: AnswerRecord(7, 40, (1,), T1)}
+    assert record_event(answers, AnswerRecord(7, -1, (), "", deleted=True))
     assert answers[7].deleted and answers[7].query_task == 40, "the deletion keeps the query it belonged to"
-    assert not record_event(answers, AnswerRecord(7, 40, 2, T3))
+    assert not record_event(answers, AnswerRecord(7, 40, (2,), T3))
     assert live_answers(answers) == {}
 
 
 def test_the_newest_live_annotation_of_a_query_is_its_answer() -> None:
     answers = {
-        1: AnswerRecord(1, 40, 0, T1),
-        2: AnswerRecord(2, 40, 3, T2),
-        3: AnswerRecord(3, 41, None, T1),
-        4: AnswerRecord(4, 40, 5, T3, deleted=True),
+        1: AnswerRecord(1, 40, (0,), T1),
+        2: AnswerRecord(2, 40, (3,), T2),
+        3: AnswerRecord(3, 41, (), T1),
+        4: AnswerRecord(4, 40, (5,), T3, deleted=True),
     }
     assert {task: record.answer for task, record in live_answers(answers).items()} == {40: 3, 41: None}
     queries = {
@@ -57,7 +57,7 @@ def test_the_newest_live_annotation_of_a_query_is_its_answer() -> None:
         41: QueryRecord(41, image_task=9, superpixel=5, row=0, col=0, proposed=0, label_before=0, round=1, rank=1),
     }
     answered = answered_queries(answers, queries)
-    assert answered == {9: [(queries[40], 3)]}, "a skipped query (None) relabels nothing"
+    assert answered == {9: [(queries[40], (3,))]}, "a skipped query (no class) relabels nothing"
 
 
 def test_labels_are_pseudo_labels_then_corrections_then_answers_then_drawn_masks() -> None:
@@ -81,6 +81,22 @@ def test_labels_are_pseudo_labels_then_corrections_then_answers_then_drawn_masks
         compose_labels(pseudo, [], [], drawn[:1])
 
 
+def test_a_mixed_answer_labels_its_region_with_its_localised_labels() -> None:
+    pseudo = np.array([[0, 0, 1], [1, 1, 1]], dtype=np.uint8)
+    region = np.array([[False, True, True], [False, True, True]])
+    localised = np.array([[255, 2, 3], [255, 3, 3]], dtype=np.uint8)
+    labels = compose_labels(pseudo, [], [(region, localised), (np.eye(2, 3, dtype=bool), 4)])
+    assert labels.tolist() == [[4, 2, 3], [1, 4, 3]], "in the order asked: the later answer paints over"
+
+
+def test_answer_records_of_an_earlier_version_read_as_classes() -> None:
+    assert AnswerRecord.from_json({"annotation": 1, "query_task": 2, "answer": 3, "updated_at": T1}).classes == (3,)
+    skipped = AnswerRecord.from_json({"annotation": 1, "query_task": 2, "answer": None, "updated_at": T1})
+    assert (skipped.classes, skipped.answer, skipped.mixed) == ((), None, False)
+    mixed = AnswerRecord.from_json({"annotation": 1, "query_task": 2, "classes": [1, 4], "updated_at": T1})
+    assert (mixed.classes, mixed.answer, mixed.mixed) == ((1, 4), None, True)
+
+
 def test_settings_come_from_the_environment_and_bad_values_are_named() -> None:
     settings = BackendSettings.from_env(
         {
@@ -100,10 +116,19 @@ def test_settings_come_from_the_environment_and_bad_values_are_named() -> None:
         BackendSettings.from_env({"ALC_QUERIES_PER_ROUND": "many"})
     with pytest.raises(SettingsError, match="ALC_METHOD: method 'abc\\+xyz': unknown auto-corrector 'xyz'"):
         BackendSettings.from_env({"ALC_METHOD": "abc+xyz"})
-    with pytest.raises(
-        SettingsError, match=r"^ALC_METHOD=multiclass:abc: the backend asks correction queries only so far"
-    ):
-        BackendSettings.from_env({"ALC_METHOD": "multiclass:abc"})
+    assert BackendSettings.from_env({"ALC_METHOD": "multiclass:abc"}).round.query == "multiclass"
+    assert BackendSettings.from_env({"ALC_METHOD": "abc+lcm", "ALC_QUERY": "auto"}).round.method == "auto:abc+lcm"
+    assert BackendSettings.from_env({"ALC_METHOD": "auto:sim", "ALC_QUERY": "auto"}).round.method == "auto:sim"
+    assert BackendSettings.from_env({"ALC_QUERY": "correction"}).round.method == "abc+lcm"
+    with pytest.raises(SettingsError) as error:
+        BackendSettings.from_env({"ALC_METHOD": "multiclass:abc", "ALC_QUERY": "auto"})
+    assert str(error.value) == "ALC_QUERY=auto: the method 'multiclass:abc' asks multiclass queries, not auto"
+    with pytest.raises(SettingsError) as error:
+        BackendSettings.from_env({"ALC_QUERY": "dominant"})
+    assert (
+        str(error.value)
+        == "ALC_QUERY=dominant: unknown query kind 'dominant'; choose from correction, multiclass, auto"
+    )
     with pytest.raises(SettingsError, match="set both BASIC_AUTH_USER and BASIC_AUTH_PASS, or neither"):
         BackendSettings.from_env({"BASIC_AUTH_USER": "me"})
     with pytest.raises(SettingsError, match=r"^ALC_IMAGE_SIZE: image_size must be a positive multiple of 16, got 100$"):
@@ -199,19 +224,27 @@ def test_lead_times_are_taken_only_as_finite_non_negative_numbers() -> None:
 
 def test_timed_answers_take_live_answered_queries_by_their_predicted_classes() -> None:
     """Query 10 (2 predicted classes) was answered twice, the later answer (annotation 2) is live;
-    query 11 was skipped; query 12's answer has no lead time; query 13 is an audit (1 class)."""
+    query 11 was skipped; query 12's answer has no lead time; query 13 is an audit (1 class);
+    query 14 is a multi-class query (2 classes), answered with two."""
     queries = {
         task: QueryRecord(task, 1, 0, 0, 0, 0, 0, 1, rank, kind=kind, predicted_classes=classes)
         for rank, (task, kind, classes) in enumerate(
-            [(10, "correction", 2), (11, "correction", 1), (12, "correction", 3), (13, "audit", 1)]
+            [
+                (10, "correction", 2),
+                (11, "correction", 1),
+                (12, "correction", 3),
+                (13, "audit", 1),
+                (14, "multiclass", 2),
+            ]
         )
     }
     answers = {
-        1: AnswerRecord(1, 10, 2, "2026-01-01T00:00:00", lead_time=30.0),
-        2: AnswerRecord(2, 10, 3, "2026-01-02T00:00:00", lead_time=9.5),
-        3: AnswerRecord(3, 11, None, "2026-01-01T00:00:00", lead_time=4.0),
-        4: AnswerRecord(4, 12, 1, "2026-01-01T00:00:00"),
-        5: AnswerRecord(5, 13, 0, "2026-01-01T00:00:00", lead_time=6.0),
+        1: AnswerRecord(1, 10, (2,), "2026-01-01T00:00:00", lead_time=30.0),
+        2: AnswerRecord(2, 10, (3,), "2026-01-02T00:00:00", lead_time=9.5),
+        3: AnswerRecord(3, 11, (), "2026-01-01T00:00:00", lead_time=4.0),
+        4: AnswerRecord(4, 12, (1,), "2026-01-01T00:00:00"),
+        5: AnswerRecord(5, 13, (0,), "2026-01-01T00:00:00", lead_time=6.0),
+        6: AnswerRecord(6, 14, (0, 2), "2026-01-01T00:00:00", lead_time=11.0),
     }
     timed = sorted((t.kind, t.num_classes, t.seconds) for t in timed_answers(answers, queries))
-    assert timed == [("correction", 1, 6.0), ("correction", 2, 9.5)]
+    assert timed == [("correction", 1, 6.0), ("correction", 2, 9.5), ("multiclass", 2, 11.0)]

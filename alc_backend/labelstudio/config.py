@@ -3,8 +3,9 @@
 An **image project** has one ``<Image>`` and one ``<BrushLabels>`` pointing at it; its ``<Label>`` values, in
 order, are the class names, so class index c is the c-th label. A **query project** shows one correction query
 per task: the region under question as a read-only brush (``<BrushLabels>``), its representative pixel as a
-read-only key point (``<KeyPointLabels>``) and one ``<Choices>`` with a choice per class, pre-set to the proposed
-class. ``query_label_config`` writes that config; ``parse_query_config`` reads it back. Tag names are
+read-only key point (``<KeyPointLabels>``) and one ``<Choices>`` with a choice per class, where the annotator ticks
+every class present in the region: a correction query or an audit arrives with its class ticked, a multi-class query
+with none. ``query_label_config`` writes that config; ``parse_query_config`` reads it back. Tag names are
 case-sensitive, as in Label Studio; other tags (``<Header>``, ``<Text>``...) are ignored.
 """
 
@@ -19,8 +20,15 @@ MAX_CLASSES = 255
 """Class indices are 0..254: 255 marks pixels without a class."""
 REGION_LABEL = "query region"
 POINT_LABEL = "query pixel"
-QUESTION = "Is the highlighted region labelled right? Change the class only if it is wrong."
-AUDIT_QUESTION = "This region was changed to {name}: is {name} right? Change the class only if it is wrong."
+QUESTION = (
+    "Is the highlighted region labelled right? Its class is ticked. If it is wrong, untick it and tick the right "
+    "one. If the region holds several classes, tick each of them."
+)
+AUDIT_QUESTION = (
+    "This region was changed to {name}: is {name} right? If it is wrong, untick it and tick the right class. "
+    "If the region holds several classes, tick each of them."
+)
+MULTICLASS_QUESTION = "Tick every class present in the highlighted region (leave out slivers along its edge)."
 
 _IMAGE_PROJECT = "alc-backend serves Image + BrushLabels projects"
 _QUERY_PROJECT = "a query project has one Image, BrushLabels, KeyPointLabels and Choices each (see query_label_config)"
@@ -96,7 +104,9 @@ def parse_query_config(xml: str) -> QueryProjectConfig:
 def query_label_config(class_names: Sequence[str]) -> str:
     """The labeling config of a query project for the classes ``class_names`` (choice order = class index).
 
-    The question and the choices come first: Label Studio sizes the image to the window's
+    The annotator may tick several classes (``choice="multiple"``): one answers a correction query,
+    several flag a mixed region (:func:`~alc_backend.labelstudio.payloads.answer_classes`). The
+    question and the choices come first: Label Studio sizes the image to the window's
     height, so whatever follows it starts below the fold. The question is the task's
     ``question`` field (:func:`query_question`): correction queries and audits ask differently.
     """
@@ -105,7 +115,7 @@ def query_label_config(class_names: Sequence[str]) -> str:
     choices = "\n".join(f"    <Choice value={quoteattr(name)}/>" for name in class_names)
     return f"""<View>
   <Header value="$question"/>
-  <Choices name="answer" toName="image" choice="single" required="true" showInline="true">
+  <Choices name="answer" toName="image" choice="multiple" required="true" showInline="true">
 {choices}
   </Choices>
   <Image name="image" value="$image" zoom="true"/>
@@ -120,9 +130,11 @@ def query_label_config(class_names: Sequence[str]) -> str:
 
 
 def query_question(kind: str, proposed: str) -> str:
-    """The question a query task shows: a correction query's, or an audit's naming the class
-    ``proposed`` (the class the audited change wrote; unused for a correction query)."""
-    return AUDIT_QUESTION.format(name=proposed) if kind == "audit" else QUESTION
+    """The question a query task of ``kind`` shows: a correction query's, a multi-class query's, or an
+    audit's naming the class ``proposed`` (the class the audited change wrote; unused otherwise)."""
+    if kind == "audit":
+        return AUDIT_QUESTION.format(name=proposed)
+    return MULTICLASS_QUESTION if kind == "multiclass" else QUESTION
 
 
 def project_kind(xml: str) -> str:

@@ -98,13 +98,14 @@ def labels_from_brush_results(
 
 
 def query_results(
-    region: np.ndarray, point_yx: tuple[int, int], proposed_class: int, config: QueryProjectConfig
+    region: np.ndarray, point_yx: tuple[int, int], ticked_class: int | None, config: QueryProjectConfig
 ) -> list[dict[str, Any]]:
-    """The results of one correction query on an image of the ``(H, W)`` bool mask ``region``'s size.
+    """The results of one query on an image of the ``(H, W)`` bool mask ``region``'s size.
 
     The read-only region, the read-only key point at the centre of pixel ``point_yx`` = (row, column) in percent
-    of the image (``x = 100 * (column + 0.5) / W``, ``y = 100 * (row + 0.5) / H``), and the answer pre-set to
-    class ``proposed_class``.
+    of the image (``x = 100 * (column + 0.5) / W``, ``y = 100 * (row + 0.5) / H``), and the answer with class
+    ``ticked_class`` ticked (a correction query or an audit); None ticks nothing (a multi-class query) and
+    leaves the answer out.
     """
     if region.ndim != 2 or region.dtype != np.bool_:
         raise ValueError(f"region must be an (H, W) bool mask, got shape {region.shape} and dtype {region.dtype}")
@@ -112,8 +113,8 @@ def query_results(
     row, column = int(point_yx[0]), int(point_yx[1])
     if not (0 <= row < height and 0 <= column < width):
         raise ValueError(f"the query pixel (row {row}, column {column}) is outside the {width}x{height} image")
-    if not 0 <= proposed_class < len(config.class_names):
-        raise ValueError(f"proposed class {proposed_class} is outside 0..{len(config.class_names) - 1}")
+    if ticked_class is not None and not 0 <= ticked_class < len(config.class_names):
+        raise ValueError(f"ticked class {ticked_class} is outside 0..{len(config.class_names) - 1}")
     point = {
         "id": "query-pixel",
         "from_name": config.point_name,
@@ -130,37 +131,43 @@ def query_results(
             "keypointlabels": [POINT_LABEL],
         },
     }
-    answer = {
-        "id": "query-answer",
-        "from_name": config.answer_name,
-        "to_name": config.image_name,
-        "type": "choices",
-        "original_width": width,
-        "original_height": height,
-        "value": {"choices": [config.class_names[proposed_class]]},
-    }
     region_result = _brush("query-region", config.region_name, config.image_name, region, REGION_LABEL)
-    return [{**region_result, "readonly": True}, point, answer]
-
-
-def answer_class(results: list[dict[str, Any]], config: QueryProjectConfig) -> int:
-    """Class index chosen in an annotation's ``choices`` result for ``config.answer_name``.
-
-    LabelConfigError when there is no choice, more than one, or one that is not a class.
-    """
-    chosen = [
-        choice
-        for result in results
-        if result.get("type") == "choices" and result.get("from_name") == config.answer_name
-        for choice in result.get("value", {}).get("choices", [])
-    ]
-    if not chosen:
-        raise LabelConfigError(f"the answer has no choice in {config.answer_name!r}")
-    if len(chosen) > 1:
-        raise LabelConfigError(
-            f"the answer has {len(chosen)} choices in {config.answer_name!r} ({', '.join(chosen)}); it needs one"
+    results = [{**region_result, "readonly": True}, point]
+    if ticked_class is not None:
+        results.append(
+            {
+                "id": "query-answer",
+                "from_name": config.answer_name,
+                "to_name": config.image_name,
+                "type": "choices",
+                "original_width": width,
+                "original_height": height,
+                "value": {"choices": [config.class_names[ticked_class]]},
+            }
         )
-    return config.class_index(chosen[0])
+    return results
+
+
+def answer_classes(results: list[dict[str, Any]], config: QueryProjectConfig) -> tuple[int, ...]:
+    """The class indices ticked in an annotation's ``choices`` results for ``config.answer_name``, ascending.
+
+    ``()`` when none is ticked (the query was not answered); one class answers the query; several
+    say the region holds each of them. LabelConfigError for a choice that is not a class.
+    """
+    chosen: list[Any] = []
+    for result in results:
+        if not isinstance(result, dict):
+            raise LabelConfigError(f"a result of the answer is not an object: {result!r}")
+        if result.get("type") != "choices" or result.get("from_name") != config.answer_name:
+            continue
+        value = result.get("value")
+        choices = value.get("choices") if isinstance(value, dict) else None
+        if not isinstance(choices, list):
+            raise LabelConfigError(f"the answer's {config.answer_name!r} result has no list of choices")
+        chosen += choices
+    if not all(isinstance(name, str) for name in chosen):
+        raise LabelConfigError(f"the answer's choices in {config.answer_name!r} are not all text: {chosen!r}")
+    return tuple(sorted({config.class_index(name) for name in chosen}))
 
 
 def _brush(result_id: str, from_name: str, to_name: str, mask: np.ndarray, label: str) -> dict[str, Any]:

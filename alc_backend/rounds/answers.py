@@ -5,7 +5,9 @@ several classes is localised (stage 2 of the multi-class paper, eqs. 8 and 11): 
 that chose the query, each ticked class gets the region's pixel most confident in it as its
 prototype, and every pixel of the region takes the class whose prototype's decoder features are
 most similar to its own. The simulation calls :func:`localise_mixed_answers` after each round's
-answers; the backend will when it serves multi-class queries.
+answers, the backend when a mixed answer arrives (:func:`alc_backend.service.rounds.localise_answers`).
+A correction query or an audit ticked with several classes is a mixed answer too: the annotator
+flagged its region as holding several classes.
 """
 
 from __future__ import annotations
@@ -15,13 +17,25 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from alc_backend import IGNORE_INDEX
 from alc_backend.engine.multiclass import localise_region
-from alc_backend.rounds.images import Query, RoundImages
+from alc_backend.rounds.images import Answer, Query, RoundImages
 from alc_backend.rounds.settings import RoundSettings
 from alc_backend.rounds.training import probabilities_and_features
 
 Given = tuple[Query, tuple[int, ...]]
 """A query and the classes the annotator gave it: ``()`` no answer, one class, or several (a mixed region)."""
+
+
+def answer_of(query: Query, classes: tuple[int, ...], round_index: int) -> Answer:
+    """The :class:`Answer` of ``classes`` (at least one, ascending) given to ``query`` in round ``round_index``.
+
+    Its ``answer`` is the one class, or 255 when several were ticked; its ``classes`` hold what a
+    multi-class query or a mixed answer ticked (empty for a correction query or an audit with one).
+    """
+    answer = classes[0] if len(classes) == 1 else IGNORE_INDEX
+    ticked = query.kind == "multiclass" or len(classes) > 1
+    return Answer(query, answer, round_index, classes if ticked else ())
 
 
 def localise_mixed_answers(

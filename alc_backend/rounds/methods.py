@@ -67,3 +67,18 @@ def parse_method(name: str) -> MethodSpec:
         acquisition=acquisition,
         correctors=tuple(correctors),
     )
+
+
+def with_query(name: str, query: str) -> str:
+    """The method ``name`` asking queries of kind ``query``: its canonical name with that prefix.
+
+    Raises:
+        ValueError: for an unknown kind, or when ``name`` already names another kind.
+    """
+    if query not in QUERY_MODES:
+        raise ValueError(f"unknown query kind {query!r}; choose from {', '.join(QUERY_MODES)}")
+    method = parse_method(name)
+    if ":" in name and method.query != query:
+        raise ValueError(f"the method {name!r} asks {method.query} queries, not {query}")
+    body = "+".join([method.acquisition, *method.correctors])
+    return parse_method(f"{query}:{body}").name

@@ -23,7 +23,7 @@ from alc_backend.engine.lcm import LCMConfig
 from alc_backend.engine.plar import PLARConfig
 from alc_backend.engine.query_cost import PAPER_COST_MODEL
 from alc_backend.rounds.features import FEATURE_KINDS, FeatureKind
-from alc_backend.rounds.methods import QueryMode, parse_method
+from alc_backend.rounds.methods import QueryMode, parse_method, with_query
 from alc_backend.training.trainer import SIZE_MULTIPLE
 
 BudgetUnit = Literal["queries", "seconds"]
@@ -77,6 +77,10 @@ class AuditConfig:
             raise ValueError(f"z and refute_z must be >= 0, got {self.z} and {self.refute_z}")
         if self.refute_after < 1:
             raise ValueError(f"refute_after must be >= 1, got {self.refute_after}")
+
+
+QUERY_ENV = "ALC_QUERY"
+"""The variable that sets the query kind of the method (``correction``, ``multiclass`` or ``auto``)."""
 
 
 @dataclass(frozen=True)
@@ -191,6 +195,8 @@ class RoundSettings:
     def from_env(cls, env: Mapping[str, str] | None = None, base: RoundSettings | None = None) -> RoundSettings:
         """Settings from the ``ALC_*`` variables of ``env`` (default ``os.environ``) over ``base``.
 
+        ``ALC_QUERY`` (:data:`QUERY_ENV`) sets the query kind of ``ALC_METHOD``'s method.
+
         Raises:
             SettingsError: naming the variable, for a value that does not parse or is out of range.
         """
@@ -201,6 +207,12 @@ class RoundSettings:
             if raw is None or not raw.strip():
                 continue
             settings = _set(settings, spec, spec.parse(raw.strip(), spec.env), spec.env)
+        query = env.get(QUERY_ENV, "").strip()
+        if query:
+            try:
+                settings = settings.replace(method=with_query(settings.method, query))
+            except ValueError as error:
+                raise SettingsError(f"{QUERY_ENV}={query}: {error}") from None
         return settings
 
     def to_json(self) -> dict[str, Any]:

@@ -1,11 +1,12 @@
-"""Answers to correction queries: merging Label Studio's events, and labels from answers.
+"""Answers to queries: merging Label Studio's events, and labels from answers.
 
 Every answer is read from Label Studio itself (:func:`answer_from_annotation`), never from a
 webhook's body. Label Studio may deliver webhook events twice or out of order, and annotators
 may update or delete answers. :func:`record_event` keeps, per annotation, the newest state
 seen; a deletion is final (Label Studio never reuses annotation ids). :func:`compose_labels` rebuilds an
 image's labels from its pseudo-labels, the automatic corrections in force and the live answers
-(each over its query's region), so that re-applying the same answers always gives the same labels.
+(each over its query's region: one class, or a mixed answer's localised pixel labels), so that
+re-applying the same answers always gives the same labels.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import numpy as np
 from alc_backend import IGNORE_INDEX
 from alc_backend.engine.corrections import AutoCorrection, apply_corrections
 from alc_backend.engine.query_cost import TimedAnswer
-from alc_backend.labelstudio.config import QueryProjectConfig
-from alc_backend.labelstudio.payloads import answer_class
+from alc_backend.labelstudio.config import LabelConfigError, QueryProjectConfig
+from alc_backend.labelstudio.payloads import answer_classes
 from alc_backend.service.workspace import AnswerRecord, QueryRecord
 
 
@@ -35,7 +36,7 @@ def record_event(answers: dict[int, AnswerRecord], event: AnswerRecord) -> bool:
         return False
     if event.deleted:
         answers[event.annotation] = AnswerRecord(
-            event.annotation, known.query_task if known else event.query_task, None, event.updated_at, True
+            event.annotation, known.query_task if known else event.query_task, (), event.updated_at, True
         )
         return True
     if known is not None and known.updated_at > event.updated_at:
@@ -49,17 +50,21 @@ def record_event(answers: dict[int, AnswerRecord], event: AnswerRecord) -> bool:
 def answer_from_annotation(annotation: dict[str, Any], query_task: int, config: QueryProjectConfig) -> AnswerRecord:
     """The answer that a query task's annotation, as Label Studio returned it, gives.
 
-    A skipped (cancelled) annotation answers None. Raises LabelConfigError when its result
-    names no class of ``config``, or TypeError/ValueError when it has no integer ``id``.
+    A skipped (cancelled) annotation, or one with no class ticked, answers no class. Raises
+    LabelConfigError when it ticks a choice that is not a class of ``config``, or ValueError
+    when it has no integer ``id``.
     """
     annotation_id = annotation.get("id")
     if not isinstance(annotation_id, int) or isinstance(annotation_id, bool):
         raise ValueError(f"an annotation of task {query_task} has no integer id: {annotation_id!r}")
-    answer = None
+    classes: tuple[int, ...] = ()
     if not annotation.get("was_cancelled"):
-        answer = answer_class(annotation.get("result") or [], config)
+        results = annotation.get("result") or []
+        if not isinstance(results, list):
+            raise LabelConfigError(f"the result of annotation {annotation_id} is not a list")
+        classes = answer_classes(results, config)
     updated_at = str(annotation.get("updated_at") or "")
-    return AnswerRecord(annotation_id, query_task, answer, updated_at, lead_time=lead_time_of(annotation))
+    return AnswerRecord(annotation_id, query_task, classes, updated_at, lead_time=lead_time_of(annotation))
 
 
 def lead_time_of(annotation: Mapping[str, Any]) -> float | None:
@@ -78,9 +83,10 @@ def timed_answers(answers: Mapping[int, AnswerRecord], queries: Mapping[int, Que
     timed = []
     for query_task, record in live_answers(answers).items():
         query = queries.get(query_task)
-        if query is None or record.lead_time is None or record.answer is None:
+        if query is None or record.lead_time is None or not record.classes:
             continue
-        timed.append(TimedAnswer("correction", max(query.predicted_classes, 1), record.lead_time))
+        kind = "multiclass" if query.kind == "multiclass" else "correction"
+        timed.append(TimedAnswer(kind, max(query.predicted_classes, 1), record.lead_time))
     return timed
 
 
@@ -98,17 +104,17 @@ def live_answers(answers: Mapping[int, AnswerRecord]) -> dict[int, AnswerRecord]
 
 def answered_queries(
     answers: Mapping[int, AnswerRecord], queries: Mapping[int, QueryRecord]
-) -> dict[int, list[tuple[QueryRecord, int]]]:
-    """Image task id -> its answered queries with the class given, in the order they were asked.
+) -> dict[int, list[tuple[QueryRecord, tuple[int, ...]]]]:
+    """Image task id -> its answered queries with the classes ticked, in the order they were asked.
 
-    Only live, non-skipped answers count; the order is by round, then rank.
+    Only live answers with a class count; the order is by round, then rank.
     """
-    result: dict[int, list[tuple[QueryRecord, int]]] = {}
+    result: dict[int, list[tuple[QueryRecord, tuple[int, ...]]]] = {}
     for query_task, record in live_answers(answers).items():
         query = queries.get(query_task)
-        if query is None or record.answer is None:
+        if query is None or not record.classes:
             continue
-        result.setdefault(query.image_task, []).append((query, record.answer))
+        result.setdefault(query.image_task, []).append((query, record.classes))
     for answered in result.values():
         answered.sort(key=lambda pair: (pair[0].round, pair[0].rank))
     return result
@@ -117,7 +123,7 @@ def answered_queries(
 def compose_labels(
     pseudo: np.ndarray,
     corrections: Sequence[AutoCorrection],
-    answered: Sequence[tuple[np.ndarray, int]],
+    answered: Sequence[tuple[np.ndarray, int | np.ndarray]],
     manual: np.ndarray | None = None,
 ) -> np.ndarray:
     """An image's current ``(H, W)`` uint8 labels.
@@ -125,14 +131,15 @@ def compose_labels(
     Args:
         pseudo: ``(H, W)`` initial labels, 255 = none.
         corrections: this image's automatic corrections in force, in the order they were made.
-        answered: ``((H, W) bool region, class)`` of each answer, in the order asked; an answer
+        answered: ``((H, W) bool region, class)`` of each answer, in the order asked, where a
+            mixed answer's class is its ``(H, W)`` uint8 localised pixel labels; an answer
             labels its query's region and overrides automatic corrections.
         manual: ``(H, W)`` a mask an annotator drew on the image itself; where it has a class
             (not 255) it overrides everything else.
     """
     labels = apply_corrections(pseudo, corrections)
     for region, answer in answered:
-        labels[region] = answer
+        labels[region] = answer if isinstance(answer, int) else answer[region]
     if manual is not None:
         if manual.shape != labels.shape:
             raise ValueError(f"the drawn mask is {manual.shape} but the image is {labels.shape}")

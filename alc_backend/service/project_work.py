@@ -57,6 +57,7 @@ from alc_backend.service.rounds import (
     compose_tasks,
     end_round,
     label_unlabelled,
+    localise_answers,
     record_queries,
     round_model,
 )
@@ -276,6 +277,7 @@ class ProjectWork:
             self._sync_answers(workspace, client, state)
         usable = self.usable_tasks(workspace)
         self._read_drawn_masks(workspace, set(usable))
+        localise_answers(workspace, usable, self.settings.round)
         compose_tasks(workspace, usable)
         state = workspace.state()
         if state.round_open and self._round_answered(workspace, state.round):
@@ -301,6 +303,7 @@ class ProjectWork:
             self.notes.mark_answers(project, annotations)
             self.notes.mark_drawn(project, marked)
             raise
+        localise_answers(workspace, answered, self.settings.round)
         compose_tasks(workspace, answered | drawn)
         state = workspace.state()
         if state.round_open and self._round_answered(workspace, state.round):
@@ -318,7 +321,7 @@ class ProjectWork:
         for annotation_id in sorted(annotations):
             found = client.get_annotation(annotation_id)
             if found is None:
-                events.append(AnswerRecord(annotation_id, -1, None, "", deleted=True))
+                events.append(AnswerRecord(annotation_id, -1, (), "", deleted=True))
                 continue
             query_task = found.get("task")
             if not isinstance(query_task, int) or query_task not in queries:
@@ -519,7 +522,7 @@ class ProjectWork:
             answers = workspace.answers()
             for key, record in answers.items():
                 if key not in fresh and not record.deleted:
-                    record_event(answers, AnswerRecord(key, record.query_task, None, record.updated_at, deleted=True))
+                    record_event(answers, AnswerRecord(key, record.query_task, (), record.updated_at, deleted=True))
             answers.update(fresh)
             workspace.save_answers(answers)
 
@@ -536,7 +539,8 @@ class ProjectWork:
     ) -> list[dict[str, Any]]:
         superpixels = workspace.superpixels(query.image_task)
         region = query.query(superpixels).region_mask(superpixels.shape)
-        result = query_results(region, (query.row, query.col), query.proposed, config)
+        ticked = None if query.kind == "multiclass" else query.proposed
+        result = query_results(region, (query.row, query.col), ticked, config)
         validate_results(result, config)
         return result
 

@@ -6,7 +6,10 @@ calls these steps around its Label Studio requests, and tests run them on a work
 :class:`~alc_backend.rounds.images.RoundImages` over a workspace (keys are the image task ids
 as text): its labels are composed from the pseudo-labels, the journal of automatic
 corrections in force and the live answers (:func:`compose_tasks`), so that writing or
-rejecting a correction, like an arriving answer, recomposes the labels it touches.
+rejecting a correction, like an arriving answer, recomposes the labels it touches. An answer
+that ticked several classes is applied through the pixel labels the workspace's model
+localised for it (:func:`localise_answers`), kept in the workspace; until it has them (no
+model yet) it waits, and the region keeps its labels.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from alc_backend.engine.query_cost import (
     cost_summary,
     measured_cost_model,
 )
+from alc_backend.rounds.answers import Given, answer_of, localise_mixed_answers
 from alc_backend.rounds.corrections import RoundCorrections, correct_round
 from alc_backend.rounds.images import Answer, Query, VerifiedPixels
 from alc_backend.rounds.queries import QueryChoice, choose_queries
@@ -75,15 +79,22 @@ class WorkspaceImages:
         return set(self._asked.get(int(key), set()))
 
     def mixed(self, key: str) -> MixedRegions | None:
-        """None: the backend asks correction queries only, whose answers are one class."""
-        return None
+        task = int(key)
+        superpixels = self.workspace.superpixels(task)
+        mixed = [(region, classes) for _, classes, region, _ in self._applied(task, superpixels) if len(classes) > 1]
+        if not mixed:
+            return None
+        ids = np.full(superpixels.shape, -1, dtype=np.int32)
+        for index, (region, _) in enumerate(mixed):
+            ids[region] = index
+        return MixedRegions(ids, tuple(classes for _, classes in mixed))
 
     def verified(self, key: str) -> VerifiedPixels:
         task = int(key)
         superpixels = self.workspace.superpixels(task)
         mask = np.zeros(superpixels.shape, dtype=bool)
-        for record, _ in self._answered.get(task, []):
-            mask |= record.query(superpixels).region_mask(superpixels.shape)
+        for _, _, region, _ in self._applied(task, superpixels):
+            mask |= region
         before = self.workspace.before(task) if mask.any() else np.full(mask.shape, IGNORE_INDEX, np.uint8)
         return VerifiedPixels(mask, before)
 
@@ -92,9 +103,12 @@ class WorkspaceImages:
         pairs = [pair for task in self.tasks for pair in self._answered.get(task, [])]
         pairs.sort(key=lambda pair: (pair[0].round, pair[0].rank))
         return [
-            Answer(record.query(self.workspace.superpixels(record.image_task)), answer, record.round)
-            for record, answer in pairs
+            answer_of(record.query(self.workspace.superpixels(record.image_task)), classes, record.round)
+            for record, classes in pairs
         ]
+
+    def _applied(self, task: int, superpixels: np.ndarray) -> list[AppliedAnswer]:
+        return applied_answers(self.workspace, self._answered.get(task, []), superpixels)
 
     def apply_corrections(self, records: Sequence[AutoCorrection]) -> None:
         if not records:
@@ -130,10 +144,67 @@ def reset_round_corrections(workspace: Workspace, round_index: int) -> set[int]:
     return touched
 
 
+AppliedAnswer = tuple[QueryRecord, tuple[int, ...], np.ndarray, "int | np.ndarray"]
+"""An answer as it labels its image: the query, the classes ticked, the ``(H, W)`` bool region and
+what the region takes: the one class, or a mixed answer's ``(H, W)`` uint8 localised labels."""
+
+
+def applied_answers(
+    workspace: Workspace, answered: Sequence[tuple[QueryRecord, tuple[int, ...]]], superpixels: np.ndarray
+) -> list[AppliedAnswer]:
+    """The answers of one image (``answered``, in the order asked) that label it: every answer with
+    one class, and every mixed answer whose localised labels the workspace holds."""
+    applied: list[AppliedAnswer] = []
+    for record, classes in answered:
+        region = record.query(superpixels).region_mask(superpixels.shape)
+        if len(classes) == 1:
+            applied.append((record, classes, region, classes[0]))
+            continue
+        localised = workspace.localised(record.task, localised_key(classes))
+        if localised is not None:
+            applied.append((record, classes, region, localised))
+    return applied
+
+
+def localised_key(classes: Sequence[int]) -> str:
+    """What a mixed answer's localised labels are kept for: the classes ticked, e.g. ``"1,4"``."""
+    return ",".join(str(value) for value in classes)
+
+
+def localise_answers(workspace: Workspace, tasks: Iterable[int], settings: RoundSettings) -> int:
+    """Localise the live mixed answers of image tasks ``tasks`` that have no labels for their classes yet.
+
+    The workspace's latest model (during a round, the one that chose its queries) localises them
+    (:func:`~alc_backend.rounds.answers.localise_mixed_answers`); the labels are kept in the
+    workspace. Returns how many were localised; 0, leaving them waiting, when no model exists yet.
+    """
+    answered = answered_queries(workspace.answers(), workspace.queries())
+    waiting: list[tuple[int, Given]] = []
+    for task in tasks:
+        mixed = [(record, classes) for record, classes in answered.get(task, []) if len(classes) > 1]
+        mixed = [(r, c) for r, c in mixed if workspace.localised(r.task, localised_key(c)) is None]
+        if mixed:
+            superpixels = workspace.superpixels(task)
+            waiting += [(record.task, (record.query(superpixels), classes)) for record, classes in mixed]
+    if not waiting:
+        return 0
+    model = load_workspace_model(workspace, settings)
+    if model is None:
+        return 0
+    keys = sorted({int(given[0].image) for _, given in waiting})
+    images = WorkspaceImages(workspace, keys, len(workspace.state().class_names))
+    localised = localise_mixed_answers(images, model, settings, [given for _, given in waiting])
+    for index, labels in localised.items():
+        query_task, (_, classes) = waiting[index]
+        workspace.save_localised(query_task, labels, localised_key(classes))
+    return len(localised)
+
+
 def compose_tasks(workspace: Workspace, tasks: Iterable[int]) -> None:
     """Rebuild the current labels of ``tasks`` from pseudo-labels, corrections in force, answers and drawn masks.
 
-    The answers, queries and the correction journal are read once for all of them.
+    The answers, queries and the correction journal are read once for all of them. A mixed
+    answer without localised labels (:func:`localise_answers`) is left out until it has them.
     """
     tasks = list(tasks)
     if not tasks:
@@ -145,8 +216,7 @@ def compose_tasks(workspace: Workspace, tasks: Iterable[int]) -> None:
     for task in tasks:
         superpixels = workspace.superpixels(task)
         regions = [
-            (record.query(superpixels).region_mask(superpixels.shape), answer)
-            for record, answer in answered.get(task, [])
+            (region, value) for _, _, region, value in applied_answers(workspace, answered.get(task, []), superpixels)
         ]
         labels = compose_labels(workspace.pseudo(task), corrections.get(str(task), []), regions, workspace.manual(task))
         workspace.save_labels(task, labels)
@@ -243,6 +313,7 @@ def end_round(
         compose_tasks(workspace, usable)
         return None
     touched = reset_round_corrections(workspace, round_index)
+    localise_answers(workspace, usable, settings)
     compose_tasks(workspace, set(usable) | touched)
     state = workspace.state()
     images = WorkspaceImages(workspace, usable, len(state.class_names))
@@ -283,7 +354,7 @@ def corrector_status(workspace: Workspace, correctors: Sequence[str]) -> dict[st
     audits = [
         (queries[task], record.answer)
         for task, record in live_answers(workspace.answers()).items()
-        if task in queries and queries[task].kind == "audit" and record.answer is not None
+        if task in queries and queries[task].kind == "audit" and record.classes
     ]
     notes = workspace.round_notes()
     last = notes[max(notes, key=int)] if notes else {}

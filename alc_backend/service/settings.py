@@ -88,11 +88,6 @@ class BackendSettings:
     def __post_init__(self) -> None:
         if self.num_superpixels < 2:
             raise SettingsError(f"ALC_NUM_SUPERPIXELS must be >= 2, got {self.num_superpixels}")
-        if self.round.query != "correction":
-            raise SettingsError(
-                f"ALC_METHOD={self.round.method}: the backend asks correction queries only so far; "
-                "multi-class queries run in `alc-backend simulate`"
-            )
         try:
             self.superpixel_config()
         except ValueError as error:

@@ -6,7 +6,7 @@ Studio's database holds the human answers. Layout of ``MODEL_DIR/project-<id>/``
     project.json              ProjectState: classes, linked query project, rounds, model versions
     tasks.json                image task id -> TaskRecord (name, image URL, size, errors, score)
     queries.json              query task id -> QueryRecord (image task, superpixel, pixel, region, round)
-    answers.json              annotation id -> AnswerRecord (query task, class, updated_at)
+    answers.json              annotation id -> AnswerRecord (query task, classes ticked, updated_at)
     proposals.json            the correctors' proposals held back for the next round, and its audits
     rounds.json               what each round's correctors did (notes for /health and status)
     images/<task>.png         the downloaded image, RGB
@@ -16,6 +16,8 @@ Studio's database holds the human answers. Layout of ``MODEL_DIR/project-<id>/``
     manual/<task>.png         (H, W) a mask an annotator drew on the image task itself
     labels/<task>.png         (H, W) current labels = pseudo + auto-corrections + answers
     before/<task>.png         (H, W) each queried pixel's label when its query was made
+    localised/<query>.png     (H, W) pixel labels of a mixed answer (several classes ticked), 255 outside
+    localised/<query>.key     which classes they were localised for
     auto_corrections.jsonl    every automatic correction, in the order written
     model.safetensors         the latest trained model
 
@@ -97,7 +99,7 @@ class QueryRecord:
     pre-selected; ``label_before`` the region's majority label when asked; ``rank`` its place
     in the round (0 = asked first). ``region`` holds the ``(flat start, length)`` runs of the
     pixels an answer labels (None, in workspaces of earlier versions: the whole superpixel).
-    ``kind`` is ``"correction"`` or ``"audit"``; an audit names the ``corrector`` and the
+    ``kind`` is ``"correction"``, ``"multiclass"`` or ``"audit"``; an audit names the ``corrector`` and the
     ``audited_round`` of the proposal it checks. ``predicted_classes`` is how many classes the
     querying model predicted in the region.
     """
@@ -155,7 +157,7 @@ class QueryRecord:
             label_before=self.label_before,
             region=region,
             score=self.score,
-            kind="audit" if self.kind == "audit" else "correction",
+            kind=self.kind if self.kind in ("multiclass", "audit") else "correction",
             corrector=self.corrector,
             audited_round=self.audited_round,
             predicted_classes=self.predicted_classes,
@@ -166,18 +168,39 @@ class QueryRecord:
 class AnswerRecord:
     """The latest known state of one annotation of a query task.
 
-    ``answer`` is a class index, or None for a skipped query; ``updated_at`` is Label Studio's
-    ISO timestamp, used to ignore events that arrive out of order; ``deleted`` keeps a deletion
-    from being undone by a late duplicate of its creation event. ``lead_time`` is the seconds
-    Label Studio measured the annotator spent on it (None when it gave none).
+    ``classes`` are the class indices ticked, ascending: one answers the query, several say its
+    region holds each of them (a mixed region), none is a skipped query. ``updated_at`` is Label
+    Studio's ISO timestamp, used to ignore events that arrive out of order; ``deleted`` keeps a
+    deletion from being undone by a late duplicate of its creation event. ``lead_time`` is the
+    seconds Label Studio measured the annotator spent on it (None when it gave none).
     """
 
     annotation: int
     query_task: int
-    answer: int | None
+    classes: tuple[int, ...]
     updated_at: str
     deleted: bool = False
     lead_time: float | None = None
+
+    @property
+    def answer(self) -> int | None:
+        """The one class ticked, or None when none or several were."""
+        return self.classes[0] if len(self.classes) == 1 else None
+
+    @property
+    def mixed(self) -> bool:
+        """Whether several classes were ticked."""
+        return len(self.classes) > 1
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> AnswerRecord:
+        """Inverse of ``dataclasses.asdict``; a record of an earlier version holds one ``answer`` (or null)."""
+        values = dict(record)
+        if "answer" in values:
+            answer = values.pop("answer")
+            values["classes"] = () if answer is None else (answer,)
+        values["classes"] = tuple(int(value) for value in values["classes"])
+        return cls(**values)
 
 
 class Workspace:
@@ -220,7 +243,10 @@ class Workspace:
 
     def answers(self) -> dict[int, AnswerRecord]:
         raw = _read_json(self.root / "answers.json", {})
-        return {int(key): AnswerRecord(**value) for key, value in raw.items()}
+        try:
+            return {int(key): AnswerRecord.from_json(value) for key, value in raw.items()}
+        except (KeyError, TypeError, ValueError) as error:
+            raise WorkspaceError(f"{self.root / 'answers.json'} does not hold answers ({error})") from error
 
     def save_answers(self, answers: dict[int, AnswerRecord]) -> None:
         _write_json(self.root / "answers.json", {str(key): dataclasses.asdict(value) for key, value in answers.items()})
@@ -333,6 +359,22 @@ class Workspace:
             path.unlink(missing_ok=True)
         else:
             write_label_png(path, labels)
+
+    def localised(self, query_task: int, key: str) -> np.ndarray | None:
+        """The pixel labels kept for a mixed answer to ``query_task`` if they were localised for ``key``, else None."""
+        path = self.root / "localised" / f"{query_task}.png"
+        key_path = path.with_suffix(".key")
+        if not key_path.is_file() or key_path.read_text(encoding="utf-8") != key or not path.is_file():
+            return None
+        return read_label_png(path)
+
+    def save_localised(self, query_task: int, labels: np.ndarray, key: str) -> None:
+        """Keep ``labels``, ``(H, W)`` uint8 (255 outside the region), localised for ``key`` (see :meth:`localised`)."""
+        path = self.root / "localised" / f"{query_task}.png"
+        key_path = path.with_suffix(".key")
+        key_path.unlink(missing_ok=True)
+        write_label_png(path, labels)
+        write_text_atomically(key_path, key)
 
     @property
     def checkpoint_path(self) -> Path:

@@ -39,7 +39,7 @@ from alc_backend.engine.multiclass import multiclass_oracle_answer
 from alc_backend.engine.oracle import ORACLE_MODES, answers_would_change, faithful_answer, reference_answer
 from alc_backend.engine.query_cost import PAPER_COST_MODEL, QueryKind, cumulative_seconds
 from alc_backend.engine.superpixels import SUPERPIXEL_ALGORITHMS
-from alc_backend.rounds.answers import Given, localise_mixed_answers
+from alc_backend.rounds.answers import Given, answer_of, localise_mixed_answers
 from alc_backend.rounds.audits import Proposal
 from alc_backend.rounds.corrections import RoundCorrections, correct_round
 from alc_backend.rounds.images import Answer, Query
@@ -388,12 +388,6 @@ class Simulation:
 
     def _write(self, results: dict[str, Any]) -> None:
         write_text_atomically(self.out / "results.json", json.dumps(results, indent=2) + "\n")
-
-
-def answer_of(query: Query, classes: tuple[int, ...], round_index: int) -> Answer:
-    """The :class:`Answer` of ``classes`` (at least one) given to ``query``."""
-    answer = classes[0] if len(classes) == 1 else IGNORE_INDEX
-    return Answer(query, answer, round_index, classes if query.kind == "multiclass" else ())
 
 
 def _append_queries(path: Path, round_index: int, given: list[Given]) -> None:
