@@ -421,7 +421,7 @@ class Backend:
         created = state.query_project is None
         if created:
             query = client.create_project(
-                title=title or f"{project.get('title') or image_project} · correction queries",
+                title=title or f"{project.get('title') or image_project} · queries",
                 label_config=query_label_config(config.class_names),
                 description=f"Correction queries for project {image_project}, created by alc-backend.",
                 sampling=UNCERTAINTY_SAMPLING,

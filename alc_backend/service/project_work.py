@@ -12,7 +12,7 @@
 - ``finish_round``: pull all answers from Label Studio (the source of truth), end the round
   with the round core (audits settle, the correctors write what their audits trust, the next
   round's audits are drawn), retrain, write the corrected masks back to the image tasks under a
-  new model version, and open the next round: correction queries and audits, in one order.
+  new model version, and open the next round: its queries (correction or multi-class) and audits, in one order.
 
 Every job may run again after a failure without doing its work twice in Label Studio.
 """
