@@ -46,6 +46,7 @@ from alc_backend.engine.multiclass import (
     ORACLE_BAND,
     LocalisedRegion,
     expand_region,
+    keep_agreeing_labels,
     localise_region,
     multiclass_oracle_answer,
     neighbouring_superpixels,
@@ -366,3 +367,12 @@ def test_neighbours_share_an_edge() -> None:
         neighbouring_superpixels(superpixels, 8)
     with pytest.raises(ValueError, match=r"superpixels must be an \(H, W\) array, got shape \(24,\)"):
         neighbouring_superpixels(superpixels.ravel(), 3)
+
+
+def test_a_mixed_region_keeps_the_current_labels_that_are_among_the_ticked_classes() -> None:
+    """Ticked {1, 2}: current 1 and 2 stay; current 0 and 3 (ruled out) take the localised class."""
+    localised = np.array([[255, 1, 1], [2, 2, 255]], dtype=np.uint8)
+    current = np.array([[0, 2, 0], [3, 1, 3]], dtype=np.uint8)
+    assert keep_agreeing_labels(localised, current, (1, 2)).tolist() == [[255, 2, 1], [2, 1, 255]]
+    with pytest.raises(ValueError, match=r"localised labels are \(2, 3\) but the current labels are \(3, 2\)"):
+        keep_agreeing_labels(localised, current.reshape(3, 2), (1, 2))

@@ -9,7 +9,8 @@ module handles the answers, on plain arrays:
 - :func:`prototype_pixels` finds the prototypical pixel of each answered class (eq. 8).
 - :func:`localise_region` turns the answer into pixel labels inside the region: each pixel takes
   the class of the most similar prototype (eq. 11), and each class gets its prototype-adaptive
-  threshold (eq. 12).
+  threshold (eq. 12); :func:`keep_agreeing_labels` then keeps the region's current label
+  wherever it is one of the answered classes.
 - :func:`expand_region` propagates those labels to pixels of neighbouring unlabelled superpixels
   that are similar enough to a prototype (eq. 13); :func:`neighbouring_superpixels` finds them.
 
@@ -133,6 +134,29 @@ def prototype_pixels(probs: np.ndarray, member: np.ndarray, classes: Sequence[in
         best = int(np.argmax(probs[c, rows, cols]))  # first maximum = first in raster order
         found[c] = (int(rows[best]), int(cols[best]))
     return found
+
+
+def keep_agreeing_labels(localised: np.ndarray, current: np.ndarray, classes: Sequence[int]) -> np.ndarray:
+    """A mixed region's labels: the current label where it is one of the answered ``classes``, the
+    localised one elsewhere in the region.
+
+    An answer rules out the classes it did not tick, so a current label outside ``classes`` is
+    wrong and takes the localised class; a current label among them may be right, and is kept.
+
+    Args:
+        localised: ``(H, W)`` uint8, the region's localised labels (:func:`localise_region`),
+            ``IGNORE_INDEX`` outside the region.
+        current: ``(H, W)`` uint8 labels before the answer.
+        classes: the answered classes.
+
+    Returns:
+        ``(H, W)`` uint8, ``IGNORE_INDEX`` outside the region.
+    """
+    if localised.shape != current.shape:
+        raise ValueError(f"localised labels are {localised.shape} but the current labels are {current.shape}")
+    region = localised != IGNORE_INDEX
+    keep = region & np.isin(current, np.asarray(classes, dtype=np.int64))
+    return np.where(keep, current, localised).astype(np.uint8)
 
 
 def localise_region(

@@ -3,9 +3,11 @@
 An answer with one class labels its whole region with it. A multi-class answer that ticked
 several classes is localised (stage 2 of the multi-class paper, eqs. 8 and 11): with the model
 that chose the query, each ticked class gets the region's pixel most confident in it as its
-prototype, and every pixel of the region takes the class whose prototype's decoder features are
-most similar to its own. The simulation calls :func:`localise_mixed_answers` after each round's
-answers, the backend when a mixed answer arrives (:func:`alc_backend.service.rounds.localise_answers`).
+prototype, and every pixel of the region whose current label is not a ticked class takes the
+class whose prototype's decoder features are most similar to its own; a pixel whose current
+label is a ticked class keeps it (the answer changes only what it rules out). The simulation
+calls :func:`localise_mixed_answers` after each round's answers, the backend when a mixed answer
+arrives (:func:`alc_backend.service.rounds.localise_answers`).
 A correction query or an audit ticked with several classes is a mixed answer too: the annotator
 flagged its region as holding several classes.
 """
@@ -18,7 +20,7 @@ import numpy as np
 import torch
 
 from alc_backend import IGNORE_INDEX
-from alc_backend.engine.multiclass import localise_region
+from alc_backend.engine.multiclass import keep_agreeing_labels, localise_region
 from alc_backend.rounds.images import Answer, Query, RoundImages
 from alc_backend.rounds.settings import RoundSettings
 from alc_backend.rounds.training import probabilities_and_features
@@ -61,8 +63,10 @@ def localise_mixed_answers(
     localised: dict[int, np.ndarray] = {}
     for key, probs, features in probabilities_and_features(images, model, list(mixed), settings, True):
         assert features is not None
+        current = images.labels(key)
         for index in mixed[key]:
             query, classes = given[index]
             region = query.region_mask(probs.shape[1:])
-            localised[index] = localise_region(features, probs, region, classes).labels
+            labels = localise_region(features, probs, region, classes).labels
+            localised[index] = keep_agreeing_labels(labels, current, classes)
     return localised
