@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from labelstudio_server import free_port
+from labelstudio_server import LabelStudioServer, free_port
 from werkzeug.serving import make_server
 
+from alc_backend.data.dataset import SegmentationDataset
+from alc_backend.labelstudio.client import LabelStudioClient
 from alc_backend.server import create_app
 from alc_backend.service.backend import Backend
 from alc_backend.service.settings import BackendSettings
@@ -92,3 +95,21 @@ def eventually(check: Callable[[], bool], what: str, timeout_s: float = 60.0) ->
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(0.1)
+
+
+def import_synthetic(
+    client: LabelStudioClient, label_studio: LabelStudioServer, dataset: SegmentationDataset, folder: str, title: str
+) -> tuple[int, dict[int, str]]:
+    """Copy ``dataset`` under Label Studio's document root as ``folder`` and import its training images,
+    each with its pseudo-labels, into a new image project ``title``; returns ``(project, task -> name)``."""
+    shutil.copytree(dataset.root, label_studio.document_root / folder)
+    project = int(client.create_project(title, brush_config(dataset.classes))["id"])
+    label_studio.add_local_storage(project, label_studio.document_root / folder)
+    data = [
+        {
+            "image": f"/data/local-files/?d={folder}/images/{name}.png",
+            "pseudo_mask": f"/data/local-files/?d={folder}/pseudo/{name}.png",
+        }
+        for name in dataset.train_names
+    ]
+    return project, dict(zip(client.create_tasks(project, data), dataset.train_names, strict=True))

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 import pytest
 from labelstudio_server import LabelStudioServer
 
+from alc_backend.labelstudio.client import LabelStudioClient
+
 
 @pytest.fixture(scope="session")
 def label_studio() -> Iterator[LabelStudioServer]:
@@ -17,3 +19,9 @@ def label_studio() -> Iterator[LabelStudioServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def client(label_studio: LabelStudioServer) -> LabelStudioClient:
+    """A client of the session's Label Studio, as its admin user."""
+    return label_studio.client()

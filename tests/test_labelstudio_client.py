@@ -115,11 +115,6 @@ def wait_for(condition: Callable[[], bool], timeout_s: float = 10.0) -> bool:
 
 
 @pytest.fixture
-def client(label_studio: LabelStudioServer) -> LabelStudioClient:
-    return label_studio.client()
-
-
-@pytest.fixture
 def stub_ml_backend() -> Iterator[StubServer]:
     server = StubServer(ml_backend_responder)
     yield server

@@ -40,11 +40,6 @@ QUERIES_PER_ROUND = 24
 
 
 @pytest.fixture(scope="module")
-def client(label_studio: Any) -> LabelStudioClient:
-    return LabelStudioClient(label_studio.url, label_studio.token)
-
-
-@pytest.fixture(scope="module")
 def running_backend(label_studio: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBackend]:
     settings = BackendSettings(
         model_dir=tmp_path_factory.mktemp("workspace"),

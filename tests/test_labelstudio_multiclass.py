@@ -10,7 +10,6 @@ after the round has ended it is applied then.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
-from backend_harness import RunningBackend, brush_config, eventually, serve_backend
+from backend_harness import RunningBackend, eventually, import_synthetic, serve_backend
 
 from alc_backend.cli import main
 from alc_backend.data.dataset import SegmentationDataset
@@ -33,11 +32,6 @@ from alc_backend.service.settings import BackendSettings
 pytestmark = [pytest.mark.slow, pytest.mark.labelstudio]
 
 QUERIES_PER_ROUND = 10
-
-
-@pytest.fixture(scope="module")
-def client(label_studio: Any) -> LabelStudioClient:
-    return LabelStudioClient(label_studio.url, label_studio.token)
 
 
 @pytest.fixture(scope="module")
@@ -56,10 +50,9 @@ def running_backend(label_studio: Any, tmp_path_factory: pytest.TempPathFactory)
 
 
 @pytest.fixture(scope="module")
-def synthetic(label_studio: Any, tmp_path_factory: pytest.TempPathFactory) -> SegmentationDataset:
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> SegmentationDataset:
     root = tmp_path_factory.mktemp("multiclass") / "data"
     make_synthetic(root, 6, 7, size=64, val_fraction=0.0)
-    shutil.copytree(root, label_studio.document_root / "multiclass")
     return SegmentationDataset.open(root)
 
 
@@ -93,21 +86,11 @@ def answered(
 ) -> Answered:
     """Connect a project and answer round 1's multi-class queries: the true classes of each region,
     except the last query, submitted with nothing ticked."""
-    project = client.create_project("multi-class queries", brush_config(synthetic.classes))
-    label_studio.add_local_storage(project["id"], label_studio.document_root / "multiclass")
-    data = [
-        {
-            "image": f"/data/local-files/?d=multiclass/images/{name}.png",
-            "pseudo_mask": f"/data/local-files/?d=multiclass/pseudo/{name}.png",
-        }
-        for name in synthetic.train_names
-    ]
-    task_ids = client.create_tasks(project["id"], data)
-    names = dict(zip(task_ids, synthetic.train_names, strict=True))
-    assert main(["init", "--images-project", str(project["id"]), "--backend", running_backend.url]) == 0
-    query_project = running_backend.backend.workspace(project["id"]).state().query_project
+    project, names = import_synthetic(client, label_studio, synthetic, "multiclass", "multi-class queries")
+    assert main(["init", "--images-project", str(project), "--backend", running_backend.url]) == 0
+    query_project = running_backend.backend.workspace(project).state().query_project
     assert query_project is not None
-    running_backend.wait_for_round(project["id"], 1)
+    running_backend.wait_for_round(project, 1)
     given: dict[int, tuple[int, ...]] = {}
     tasks: dict[int, dict[str, Any]] = {}
     skipped = (0, 0)
@@ -123,8 +106,8 @@ def answered(
         given[task["id"]] = tuple(int(value) for value in np.unique(truth[truth != 255]))
         chosen = [synthetic.classes[value] for value in given[task["id"]]]
         client.create_annotation(task["id"], ticks(chosen), lead_time=7.0 + len(chosen))
-    running_backend.wait_for_round(project["id"], 2)
-    return Answered(project["id"], query_project, names, given, tasks, skipped)
+    running_backend.wait_for_round(project, 2)
+    return Answered(project, query_project, names, given, tasks, skipped)
 
 
 def test_a_multiclass_query_arrives_with_nothing_ticked_and_asks_for_every_class(answered: Answered) -> None:

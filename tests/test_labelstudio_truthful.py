@@ -12,12 +12,11 @@ rounds the masks ``alc-backend export`` writes must score at least the pseudo-la
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
-from backend_harness import brush_config, serve_backend
+from backend_harness import import_synthetic, serve_backend
 
 from alc_backend.cli import main
 from alc_backend.data.dataset import SegmentationDataset, read_label_png
@@ -35,13 +34,11 @@ ROUNDS = 2
 
 
 def test_truthful_answers_never_lower_the_exported_miou_below_the_pseudo_labels(
-    label_studio: Any, tmp_path: Path
+    label_studio: Any, client: LabelStudioClient, tmp_path: Path
 ) -> None:
     root = tmp_path / "held-out"
     make_synthetic(root, 10, 41, size=64, val_fraction=0.0, progress=False)
     dataset = SegmentationDataset.open(root)
-    shutil.copytree(root, label_studio.document_root / "held-out")
-    client = LabelStudioClient(label_studio.url, label_studio.token)
     defaults = RoundSettings()
     settings = BackendSettings(
         model_dir=tmp_path / "workspace",
@@ -51,23 +48,14 @@ def test_truthful_answers_never_lower_the_exported_miou_below_the_pseudo_labels(
     )
     assert (settings.superpixels, settings.round.method, settings.round.eps) == ("slic", "abc+lcm", 0.0)
     with serve_backend(settings) as running:
-        project = client.create_project("held-out scenes", brush_config(dataset.classes))
-        label_studio.add_local_storage(project["id"], label_studio.document_root / "held-out")
-        data = [
-            {
-                "image": f"/data/local-files/?d=held-out/images/{name}.png",
-                "pseudo_mask": f"/data/local-files/?d=held-out/pseudo/{name}.png",
-            }
-            for name in dataset.train_names
-        ]
-        names = dict(zip(client.create_tasks(project["id"], data), dataset.train_names, strict=True))
-        assert main(["init", "--images-project", str(project["id"]), "--backend", running.url]) == 0
-        workspace = running.backend.workspace(project["id"])
+        project, names = import_synthetic(client, label_studio, dataset, "held-out", "held-out scenes")
+        assert main(["init", "--images-project", str(project), "--backend", running.url]) == 0
+        workspace = running.backend.workspace(project)
         query_project = workspace.state().query_project
         assert query_project is not None
         mixed = 0
         for round_index in range(1, ROUNDS + 1):
-            running.wait_for_round(project["id"], round_index)
+            running.wait_for_round(project, round_index)
             while (task := client.next_task(query_project)) is not None and task["data"]["round"] == round_index:
                 image_task = int(task["data"]["image_task"])
                 truth = dataset.mask(names[image_task])
@@ -83,9 +71,9 @@ def test_truthful_answers_never_lower_the_exported_miou_below_the_pseudo_labels(
                     }
                 ]
                 client.create_annotation(task["id"], result)
-        running.wait_for_round(project["id"], ROUNDS + 1)
+        running.wait_for_round(project, ROUNDS + 1)
         out = tmp_path / "export"
-        command = ["export", "--project", str(project["id"]), "--out", str(out)]
+        command = ["export", "--project", str(project), "--out", str(out)]
         assert main([*command, "--url", label_studio.url, "--api-key", label_studio.token]) == 0
     assert json.loads((out / "sources.json").read_text())["skipped"] == {}
     exported = sum(
