@@ -181,8 +181,11 @@ def localise_answers(workspace: Workspace, tasks: Iterable[int], settings: Round
     answered = answered_queries(workspace.answers(), workspace.queries())
     waiting: list[tuple[int, Given]] = []
     for task in tasks:
-        mixed = [(record, classes) for record, classes in answered.get(task, []) if len(classes) > 1]
-        mixed = [(r, c) for r, c in mixed if workspace.localised(r.task, localised_key(c)) is None]
+        mixed = [
+            (record, classes)
+            for record, classes in answered.get(task, [])
+            if len(classes) > 1 and not workspace.has_localised(record.task, localised_key(classes))
+        ]
         if mixed:
             superpixels = workspace.superpixels(task)
             waiting += [(record.task, (record.query(superpixels), classes)) for record, classes in mixed]

@@ -360,13 +360,17 @@ class Workspace:
         else:
             write_label_png(path, labels)
 
-    def localised(self, query_task: int, key: str) -> np.ndarray | None:
-        """The pixel labels kept for a mixed answer to ``query_task`` if they were localised for ``key``, else None."""
+    def has_localised(self, query_task: int, key: str) -> bool:
+        """Whether pixel labels localised for ``key`` are kept for a mixed answer to ``query_task``."""
         path = self.root / "localised" / f"{query_task}.png"
         key_path = path.with_suffix(".key")
-        if not key_path.is_file() or key_path.read_text(encoding="utf-8") != key or not path.is_file():
+        return key_path.is_file() and key_path.read_text(encoding="utf-8") == key and path.is_file()
+
+    def localised(self, query_task: int, key: str) -> np.ndarray | None:
+        """The pixel labels kept for a mixed answer to ``query_task`` if they were localised for ``key``, else None."""
+        if not self.has_localised(query_task, key):
             return None
-        return read_label_png(path)
+        return read_label_png(self.root / "localised" / f"{query_task}.png")
 
     def save_localised(self, query_task: int, labels: np.ndarray, key: str) -> None:
         """Keep ``labels``, ``(H, W)`` uint8 (255 outside the region), localised for ``key`` (see :meth:`localised`)."""
