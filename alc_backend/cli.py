@@ -16,6 +16,7 @@ from alc_backend.labelstudio.client import LabelStudioAPIError, LabelStudioUnava
 from alc_backend.preannotation.sam_superpixels import SamGeneratorSettings
 from alc_backend.preannotation.superpixel_sources import SUPERPIXEL_SOURCES, SuperpixelConfig
 from alc_backend.preannotation.weights import WeightsError
+from alc_backend.rounds.methods import AUTO_CORRECTORS, DEFAULT_QUERY_MODE, QUERY_MODES
 from alc_backend.rounds.settings import add_arguments as add_round_arguments
 from alc_backend.rounds.settings import from_arguments as round_settings_from_arguments
 
@@ -203,13 +204,15 @@ def superpixel_config(args: argparse.Namespace, source: str) -> SuperpixelConfig
 def add_simulation_arguments(parser: argparse.ArgumentParser) -> None:
     """The simulation's own options, then one flag per round setting (:mod:`alc_backend.rounds.settings`)."""
     methods = ", ".join(ACQUISITION_METHODS)
+    queries = ", ".join(QUERY_MODES)
+    correctors = ", ".join(AUTO_CORRECTORS)
     parser.add_argument(
         "--method",
         dest="methods",
         action="append",
         required=True,
-        help=f"[QUERY:]ACQUISITION[+CORRECTOR...]; repeat to compare. Queries: correction (default), "
-        f"multiclass; acquisitions: {methods}; correctors: lcm, plar",
+        help=f"[QUERY:]ACQUISITION[+CORRECTOR...]; repeat to compare. Queries: {queries} (default "
+        f"{DEFAULT_QUERY_MODE}); acquisitions: {methods}; correctors: {correctors}",
     )
     parser.add_argument("--rounds", type=int, default=5, help="correction rounds after round 0 (default 5)")
     parser.add_argument("--seeds", type=parse_seeds, default=(0,), help="comma-separated seeds (default 0)")

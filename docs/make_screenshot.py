@@ -46,7 +46,6 @@ from alc_backend.data.dataset import SegmentationDataset  # noqa: E402
 from alc_backend.data.synthetic import make_synthetic  # noqa: E402
 from alc_backend.engine.lcm import LCMConfig  # noqa: E402
 from alc_backend.rounds.settings import RoundSettings  # noqa: E402
-from alc_backend.service.settings import BackendSettings  # noqa: E402
 from alc_backend.service.workspace import QueryRecord  # noqa: E402
 
 IMAGE_SIZE_PX = 256
@@ -205,12 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     work_dir = Path(tempfile.mkdtemp(prefix="alc-screenshot-"))
     try:
         ls.start()
-        settings = BackendSettings(
-            model_dir=work_dir / "workspace",
-            label_studio_url=ls.url,
-            api_key=ls.token,
-            num_superpixels=40,
-            round=round_settings(args.audit, args.multiclass),
+        settings = ls.backend_settings(
+            work_dir / "workspace", num_superpixels=40, round=round_settings(args.audit, args.multiclass)
         )
         with serve_backend(settings) as running:
             dataset, project, query_project = connect_synthetic_project(ls, running, work_dir)

@@ -17,11 +17,13 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import requests
 from labelstudio_venv import ensure_label_studio_venv
 
 from alc_backend.labelstudio.client import LabelStudioClient
+from alc_backend.service.settings import BackendSettings
 
 START_TIMEOUT_S = 240.0
 STOP_TIMEOUT_S = 30.0
@@ -105,6 +107,10 @@ class LabelStudioServer:
     def client(self, *, retries: int = 5, backoff_s: float = 0.5) -> LabelStudioClient:
         """A client authenticated with the admin's legacy token."""
         return LabelStudioClient(self.url, self.token, retries=retries, backoff_s=backoff_s)
+
+    def backend_settings(self, model_dir: Path, **fields: Any) -> BackendSettings:
+        """Backend settings with this server's address and token, a workspace at `model_dir`, and `fields`."""
+        return BackendSettings(model_dir=model_dir, label_studio_url=self.url, api_key=self.token, **fields)
 
     def add_local_storage(self, project_id: int, folder: Path) -> dict[str, object]:
         """Serve `folder` (under the document root) to the project, for `/data/local-files/?d=<relative path>`."""

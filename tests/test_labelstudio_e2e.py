@@ -32,7 +32,6 @@ from alc_backend.labelstudio.config import parse_image_config, query_question
 from alc_backend.labelstudio.payloads import brush_results, labels_from_brush_results
 from alc_backend.rounds.settings import RoundSettings
 from alc_backend.service.rounds import localised_key
-from alc_backend.service.settings import BackendSettings
 
 pytestmark = [pytest.mark.slow, pytest.mark.labelstudio]
 
@@ -41,10 +40,8 @@ QUERIES_PER_ROUND = 24
 
 @pytest.fixture(scope="module")
 def running_backend(label_studio: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBackend]:
-    settings = BackendSettings(
-        model_dir=tmp_path_factory.mktemp("workspace"),
-        label_studio_url=label_studio.url,
-        api_key=label_studio.token,
+    settings = label_studio.backend_settings(
+        tmp_path_factory.mktemp("workspace"),
         num_superpixels=30,
         cost_min_answers=5,
         round=RoundSettings(

@@ -18,7 +18,6 @@ from alc_backend.labelstudio.client import LabelStudioClient
 from alc_backend.labelstudio.config import parse_image_config
 from alc_backend.labelstudio.payloads import labels_from_brush_results
 from alc_backend.rounds.settings import RoundSettings
-from alc_backend.service.settings import BackendSettings
 
 pytestmark = [pytest.mark.slow, pytest.mark.labelstudio]
 
@@ -27,10 +26,8 @@ CLASSES = ("background", "road", "car")
 
 @pytest.fixture(scope="module")
 def running_backend(label_studio: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBackend]:
-    settings = BackendSettings(
-        model_dir=tmp_path_factory.mktemp("workspace"),
-        label_studio_url=label_studio.url,
-        api_key=label_studio.token,
+    settings = label_studio.backend_settings(
+        tmp_path_factory.mktemp("workspace"),
         num_superpixels=8,
         round=RoundSettings(image_size=32, epochs=1, device="cpu"),
     )
@@ -195,10 +192,8 @@ def test_a_preparation_in_parts_writes_every_task_back(
     broken_project: dict[str, Any], label_studio: Any, tmp_path: Path
 ) -> None:
     """An image project without a query project, prepared in parts of one task (in-process runner)."""
-    settings = BackendSettings(
-        model_dir=tmp_path / "workspace",
-        label_studio_url=label_studio.url,
-        api_key=label_studio.token,
+    settings = label_studio.backend_settings(
+        tmp_path / "workspace",
         num_superpixels=8,
         prepare_chunk=1,
         round=RoundSettings(device="cpu"),
@@ -229,10 +224,8 @@ def test_answers_given_while_the_backend_was_down_are_taken_in_when_it_starts(
     Its two images have so few superpixels that round 1 asks about all of them: the round ends
     and no round 2 follows.
     """
-    settings = BackendSettings(
-        model_dir=tmp_path / "workspace",
-        label_studio_url=label_studio.url,
-        api_key=label_studio.token,
+    settings = label_studio.backend_settings(
+        tmp_path / "workspace",
         num_superpixels=8,
         round=RoundSettings(queries_per_round=3, image_size=32, epochs=1, device="cpu"),
     )

@@ -20,7 +20,6 @@ from PIL import Image
 from alc_backend.cli import main
 from alc_backend.rounds.settings import RoundSettings
 from alc_backend.service.backend import basic_authorization
-from alc_backend.service.settings import BackendSettings
 
 pytestmark = [pytest.mark.slow, pytest.mark.labelstudio]
 
@@ -47,10 +46,8 @@ def test_with_a_login_the_whole_flow_works(
                 "pseudo_mask": label_studio.local_file_url(folder / f"{index}_mask.png"),
             }
         )
-    settings = BackendSettings(
-        model_dir=tmp_path / "workspace",
-        label_studio_url=label_studio.url,
-        api_key=label_studio.token,
+    settings = label_studio.backend_settings(
+        tmp_path / "workspace",
         basic_auth_user=LOGIN[0],
         basic_auth_pass=LOGIN[1],
         num_superpixels=8,

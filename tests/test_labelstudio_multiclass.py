@@ -27,7 +27,6 @@ from alc_backend.labelstudio.config import MULTICLASS_QUESTION
 from alc_backend.labelstudio.rle import rle_to_mask
 from alc_backend.rounds.settings import RoundSettings
 from alc_backend.service.rounds import localised_key
-from alc_backend.service.settings import BackendSettings
 
 pytestmark = [pytest.mark.slow, pytest.mark.labelstudio]
 
@@ -36,10 +35,8 @@ QUERIES_PER_ROUND = 10
 
 @pytest.fixture(scope="module")
 def running_backend(label_studio: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBackend]:
-    settings = BackendSettings(
-        model_dir=tmp_path_factory.mktemp("workspace"),
-        label_studio_url=label_studio.url,
-        api_key=label_studio.token,
+    settings = label_studio.backend_settings(
+        tmp_path_factory.mktemp("workspace"),
         num_superpixels=12,
         round=RoundSettings(
             method="multiclass:abc", queries_per_round=QUERIES_PER_ROUND, image_size=64, epochs=4, device="cpu"

@@ -114,10 +114,8 @@ def test_a_plugged_in_detector_labels_the_tasks_without_pseudo_labels(
     monkeypatch.syspath_prepend(str(tmp_path))
     import alc_test_detector
 
-    settings = BackendSettings(
-        model_dir=tmp_path / "workspace",
-        label_studio_url=label_studio.url,
-        api_key=label_studio.token,
+    settings = label_studio.backend_settings(
+        tmp_path / "workspace",
         num_superpixels=8,
         round=RoundSettings(device="cpu"),
         pseudo_detector="alc_test_detector:make_detector",

@@ -25,7 +25,6 @@ from alc_backend.engine.metrics import confusion_matrix, mean_iou
 from alc_backend.engine.multiclass import multiclass_oracle_answer
 from alc_backend.labelstudio.client import LabelStudioClient
 from alc_backend.rounds.settings import RoundSettings
-from alc_backend.service.settings import BackendSettings
 
 pytestmark = [pytest.mark.slow, pytest.mark.labelstudio]
 
@@ -40,10 +39,8 @@ def test_truthful_answers_never_lower_the_exported_miou_below_the_pseudo_labels(
     make_synthetic(root, 10, 41, size=64, val_fraction=0.0, progress=False)
     dataset = SegmentationDataset.open(root)
     defaults = RoundSettings()
-    settings = BackendSettings(
-        model_dir=tmp_path / "workspace",
-        label_studio_url=label_studio.url,
-        api_key=label_studio.token,
+    settings = label_studio.backend_settings(
+        tmp_path / "workspace",
         round=defaults.replace(queries_per_round=QUERIES_PER_ROUND, image_size=64, epochs=6, device="cpu"),
     )
     assert (settings.superpixels, settings.round.method, settings.round.eps) == ("slic", "abc+lcm", 0.0)
