@@ -22,19 +22,19 @@ pytestmark = [pytest.mark.slow, pytest.mark.labelstudio]
 CLASSES = ("background", "object")
 
 
-def test_the_configured_sam_source_prepares_every_task_once(label_studio: Any, tmp_path: Path) -> None:
+def test_a_set_checkpoint_prepares_every_task_once_with_sam_superpixels(label_studio: Any, tmp_path: Path) -> None:
     checkpoint = save_random_sam(tmp_path / "mobile_sam.pt", "vit_t")
     env = {
         "MODEL_DIR": str(tmp_path / "workspace"),
         "LABEL_STUDIO_URL": label_studio.url,
         "LABEL_STUDIO_API_KEY": label_studio.token,
-        "ALC_SUPERPIXELS": "mobilesam",
         "SAM_CHECKPOINT": str(checkpoint),
         "ALC_SAM_POINTS_PER_SIDE": "2",
         "ALC_NUM_SUPERPIXELS": "6",
         "ALC_DEVICE": "cpu",
     }
     settings = BackendSettings.from_env(env)
+    assert settings.superpixels == "mobilesam"  # a checkpoint of no stated type is MobileSAM's
     folder = label_studio.document_root / "sam"
     folder.mkdir()
     rng = np.random.default_rng(4)
@@ -70,6 +70,13 @@ def test_the_configured_sam_source_prepares_every_task_once(label_studio: Any, t
 
 
 def test_sam_settings_are_checked_when_the_backend_starts(tmp_path: Path) -> None:
+    assert BackendSettings.from_env({}).superpixels == "slic"
+    checkpoint = tmp_path / "sam_vit_l.pth"
+    checkpoint.write_bytes(b"checked when loaded")
+    chosen = BackendSettings.from_env({"SAM_CHECKPOINT": str(checkpoint), "SAM_MODEL_TYPE": "vit_l"})
+    assert (chosen.superpixels, chosen.superpixel_config().model_type) == ("sam", "vit_l")
+    named = {"SAM_CHECKPOINT": str(checkpoint), "ALC_SUPERPIXELS": "felzenszwalb"}
+    assert BackendSettings.from_env(named).superpixels == "felzenszwalb"
     with pytest.raises(
         SettingsError, match=r"^ALC_SUPERPIXELS=sam: superpixels from sam need a checkpoint: set SAM_CHECKPOINT$"
     ):

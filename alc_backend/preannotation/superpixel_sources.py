@@ -28,6 +28,20 @@ SAM_SOURCES = ("sam", "mobilesam")
 SUPERPIXEL_SOURCES: tuple[str, ...] = (*SUPERPIXEL_ALGORITHMS, *SAM_SOURCES)
 DEFAULT_SAM_MODEL_TYPES = {"sam": "vit_b", "mobilesam": "vit_t"}
 
+
+def default_superpixel_source(sam_checkpoint: str, sam_model_type: str) -> str:
+    """The source to use when none is named: SAM's masks when a checkpoint is set, SLIC otherwise.
+
+    ``mobilesam`` for a checkpoint of type ``vit_t`` or of no stated type, ``sam`` for
+    ``vit_b``/``vit_l``/``vit_h``. SLIC needs no weights and takes milliseconds per image; SAM's
+    superpixels follow objects and make each answer worth more, at seconds per image on a CPU
+    (benchmarks sections 7, 8 and 10).
+    """
+    if not sam_checkpoint:
+        return "slic"
+    return "mobilesam" if sam_model_type in ("", "vit_t") else "sam"
+
+
 SuperpixelMaker = Callable[[np.ndarray], np.ndarray]
 """``(H, W, 3)`` uint8 RGB image -> ``(H, W)`` int32 superpixel ids ``0..K-1``."""
 

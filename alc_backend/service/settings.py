@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from alc_backend.preannotation.sam_superpixels import SamGeneratorSettings
-from alc_backend.preannotation.superpixel_sources import SuperpixelConfig
+from alc_backend.preannotation.superpixel_sources import SuperpixelConfig, default_superpixel_source
 from alc_backend.rounds.settings import RoundSettings, SettingsError
 from alc_backend.service.downloads import SourceRules
 
@@ -37,7 +37,8 @@ class BackendSettings:
     once, without waiting for rq's scheduler). A
     preparation of more new tasks than ``prepare_chunk`` is split into parts of that many
     (``ALC_PREPARE_CHUNK``), which workers take in parallel.
-    ``superpixels`` (``ALC_SUPERPIXELS``: slic, felzenszwalb, sam or mobilesam) and the
+    ``superpixels`` (``ALC_SUPERPIXELS``: slic, felzenszwalb, sam or mobilesam; unset, SAM's
+    masks when ``SAM_CHECKPOINT`` is set and SLIC otherwise) and the
     ``sam_*`` fields make :meth:`superpixel_config`, which runs on ``round.device``;
     ``sam_min_area`` 0 means the default smallest superpixel.
     ``pseudo_detector`` (``ALC_PSEUDO_DETECTOR``, ``package.module:factory``) names a
@@ -179,7 +180,9 @@ class BackendSettings:
             queue=text("ALC_QUEUE", defaults.queue),
             job_retry_delay_s=number("ALC_JOB_RETRY_DELAY_S", defaults.job_retry_delay_s),
             prepare_chunk=number("ALC_PREPARE_CHUNK", defaults.prepare_chunk),
-            superpixels=text("ALC_SUPERPIXELS", defaults.superpixels),
+            superpixels=text(
+                "ALC_SUPERPIXELS", default_superpixel_source(text("SAM_CHECKPOINT", ""), text("SAM_MODEL_TYPE", ""))
+            ),
             num_superpixels=number("ALC_NUM_SUPERPIXELS", defaults.num_superpixels),
             sam_checkpoint=text("SAM_CHECKPOINT", ""),
             sam_model_type=text("SAM_MODEL_TYPE", ""),
