@@ -1,7 +1,7 @@
 """The end of a round: the audited proposals of the last round are written, the correctors propose anew.
 
 After round ``r``'s answers are in the images' labels, :func:`correct_round`, for each of the
-method's correctors in order (LCM, then PLAR):
+method's correctors in the order the method names them (LCM, PLAR, the expansion of mixed regions):
 
 1. adds up this round's audits of the corrector's proposals of round ``r - 1`` in an
    :class:`~alc_backend.rounds.audits.AuditLedger`;
@@ -29,6 +29,7 @@ import torch
 
 from alc_backend.engine.corrections import AutoCorrection, still_applies
 from alc_backend.rounds.audits import AuditLedger, Proposal, choose_audits
+from alc_backend.rounds.expand import expand_proposals
 from alc_backend.rounds.images import Answer, RoundImages
 from alc_backend.rounds.lcm import lcm_proposals
 from alc_backend.rounds.plar import plar_proposals
@@ -48,7 +49,11 @@ class Corrector:
     relabels_superpixels: bool
 
 
-CORRECTORS: dict[str, Corrector] = {"lcm": Corrector(lcm_proposals, True), "plar": Corrector(plar_proposals, False)}
+CORRECTORS: dict[str, Corrector] = {
+    "lcm": Corrector(lcm_proposals, True),
+    "plar": Corrector(plar_proposals, False),
+    "expand": Corrector(expand_proposals, False),
+}
 """Corrector name -> how it proposes (see :mod:`alc_backend.rounds.methods`)."""
 
 

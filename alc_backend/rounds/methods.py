@@ -25,6 +25,8 @@ DEFAULT_QUERY_MODE: QueryMode = "correction"
 AUTO_CORRECTORS: dict[str, str] = {
     "lcm": "Label Correction Module (A2LC): a classifier of the answers relabels similar superpixels",
     "plar": "pseudo-label auto-refinement: doubted pixels take the verified class nearest in feature space",
+    "expand": "label expansion (eq. 13 of the multi-class paper): a mixed region's unanswered neighbours take "
+    "the ticked class whose prototype they resemble past its threshold",
 }
 """Auto-corrector name -> one-line description; applied in the order the method names them."""
 
