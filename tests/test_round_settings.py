@@ -127,7 +127,7 @@ def test_results_json_round_trips() -> None:
         ({"ALC_LCM_FEATURES": "pixels"}, "ALC_LCM_FEATURES must be one of softmax, decoder, both, got 'pixels'"),
         ({"ALC_LCM_TAU": "1.5"}, "ALC_LCM_TAU: tau must lie in [0, 1], got 1.5"),
         ({"ALC_AUDIT_SHARE": "-0.1"}, "ALC_AUDIT_SHARE: share must lie in [0, 1], got -0.1"),
-        ({"ALC_METHOD": "abc+xyz"}, "ALC_METHOD: method 'abc+xyz': unknown auto-corrector 'xyz' (lcm, plar)"),
+        ({"ALC_METHOD": "abc+xyz"}, "ALC_METHOD: method 'abc+xyz': unknown auto-corrector 'xyz' (lcm, plar, expand)"),
     ],
 )
 def test_a_bad_variable_is_named(env: dict[str, str], message: str) -> None:
