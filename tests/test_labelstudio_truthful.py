@@ -1,11 +1,12 @@
 """Truthful answers never make the data worse, with the defaults, through a real Label Studio.
 
 Held-out synthetic street scenes (a seed no other test uses) with noisy pseudo-labels go into
-an image project served with the backend's defaults: SLIC superpixels, ``abc+lcm``, correction
-queries, ``ALC_EPS`` 0; only the model is made small enough for a test (64 px, a few epochs).
-The annotator answers every query truthfully, as the query's question asks: it ticks every
-class present in the highlighted region, leaving out slivers along its edge (the multi-class
-paper's annotator), so a SLIC region that straddles two objects is flagged as mixed. After two
+an image project served with the backend's defaults: SLIC superpixels, ``abc+lcm``, the query
+kind that follows SLIC (multi-class), ``ALC_EPS`` 0; only the model is made small enough for a
+test (64 px, a few epochs). The annotator answers every query truthfully, as the query's
+question asks: it ticks every class present in the highlighted region, leaving out slivers
+along its edge (the multi-class paper's annotator), so a SLIC region that straddles two objects
+is answered as mixed. After two
 rounds the masks ``alc-backend export`` writes must score at least the pseudo-labels' mIoU.
 """
 
@@ -24,7 +25,7 @@ from alc_backend.data.synthetic import make_synthetic
 from alc_backend.engine.metrics import confusion_matrix, mean_iou
 from alc_backend.engine.multiclass import multiclass_oracle_answer
 from alc_backend.labelstudio.client import LabelStudioClient
-from alc_backend.rounds.settings import RoundSettings
+from alc_backend.service.settings import BackendSettings
 
 pytestmark = [pytest.mark.slow, pytest.mark.labelstudio]
 
@@ -38,12 +39,12 @@ def test_truthful_answers_never_lower_the_exported_miou_below_the_pseudo_labels(
     root = tmp_path / "held-out"
     make_synthetic(root, 10, 41, size=64, val_fraction=0.0, progress=False)
     dataset = SegmentationDataset.open(root)
-    defaults = RoundSettings()
+    defaults = BackendSettings().round
     settings = label_studio.backend_settings(
         tmp_path / "workspace",
         round=defaults.replace(queries_per_round=QUERIES_PER_ROUND, image_size=64, epochs=6, device="cpu"),
     )
-    assert (settings.superpixels, settings.round.method, settings.round.eps) == ("slic", "abc+lcm", 0.0)
+    assert (settings.superpixels, settings.round.method, settings.round.eps) == ("slic", "multiclass:abc+lcm", 0.0)
     with serve_backend(settings) as running:
         project, names = import_synthetic(client, label_studio, dataset, "held-out", "held-out scenes")
         assert main(["init", "--images-project", str(project), "--backend", running.url]) == 0

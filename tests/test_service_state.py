@@ -109,7 +109,7 @@ def test_settings_come_from_the_environment_and_bad_values_are_named() -> None:
     assert (str(settings.model_dir), settings.round.queries_per_round, settings.round.method) == (
         "/tmp/ws",
         12,
-        "sim+plar",
+        "multiclass:sim+plar",  # SLIC superpixels: the query kind ALC_METHOD leaves open is multi-class
     )
     assert settings.label_studio_url == "http://x"
     with pytest.raises(SettingsError, match="ALC_QUERIES_PER_ROUND must be an integer, got 'many'"):
@@ -140,6 +140,18 @@ def test_settings_come_from_the_environment_and_bad_values_are_named() -> None:
 
 class _Flaky(RuntimeError):
     pass
+
+
+def test_the_query_kind_left_open_follows_the_superpixel_source(tmp_path: Path) -> None:
+    assert BackendSettings().round.method == BackendSettings.from_env({}).round.method == "multiclass:abc+lcm"
+    assert BackendSettings.from_env({"ALC_SUPERPIXELS": "felzenszwalb"}).round.query == "multiclass"
+    checkpoint = tmp_path / "mobile_sam.pt"
+    checkpoint.write_bytes(b"checked when loaded")
+    with_sam = BackendSettings.from_env({"SAM_CHECKPOINT": str(checkpoint), "ALC_METHOD": "sim"})
+    assert (with_sam.superpixels, with_sam.round.method) == ("mobilesam", "sim")
+    named = {"SAM_CHECKPOINT": str(checkpoint), "ALC_QUERY": "auto"}
+    assert BackendSettings.from_env(named).round.method == "auto:abc+lcm"
+    assert BackendSettings.from_env({"ALC_METHOD": "correction:abc"}).round.query == "correction"
 
 
 def test_a_burst_of_submissions_while_a_job_runs_gives_one_more_run_not_a_pile() -> None:
