@@ -70,7 +70,7 @@ def main() -> None:
         if not (run / "results.json").exists():
             simulate = ["simulate", str(root), "--method", "sim", "--rounds", str(args.rounds)]
             simulate += ["--budget", str(args.budget), "--epochs", str(args.epochs), "--image-size", str(args.size)]
-            assert cli([*simulate, "--encoder", "resnet18", "--out", str(run)]) == 0
+            assert cli([*simulate, "--encoder", "resnet18", "--encoder-weights", "none", "--out", str(run)]) == 0
         rounds = json.loads((run / "results.json").read_text())["runs"][0]["rounds"]
         summary[source] = {
             **superpixel_figures(root),

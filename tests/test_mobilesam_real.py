@@ -50,7 +50,8 @@ def test_the_simulation_runs_with_mobilesam_superpixels(tmp_path: Path) -> None:
         assert superpixels is not None and achievable_segmentation_accuracy(superpixels, dataset.mask(name)) > 0.5
     out = tmp_path / "run"
     arguments = ["simulate", str(data), "--method", "sim", "--rounds", "1", "--budget", "5", "--epochs", "1"]
-    assert main([*arguments, "--image-size", "64", "--encoder", "resnet18", "--quiet", "--out", str(out)]) == 0
+    arguments += ["--image-size", "64", "--encoder", "resnet18", "--encoder-weights", "none", "--quiet"]
+    assert main([*arguments, "--out", str(out)]) == 0
     rounds = json.loads((out / "results.json").read_text())["runs"][0]["rounds"]
     assert rounds[1]["clicks"] == 5
     assert not (out / "work" / "superpixels").exists()  # the data set's own (MobileSAM) superpixels were used

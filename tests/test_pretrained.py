@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +15,10 @@ import torch
 from skimage import data, transform
 
 from alc_backend.cli import main
-from alc_backend.training.model import EncoderWeightsError, ModelConfig, build_model
+from alc_backend.rounds.settings import RoundSettings
+from alc_backend.rounds.training import model_config
+from alc_backend.training.encoder_weights import EncoderWeightsError
+from alc_backend.training.model import ModelConfig, build_model
 from alc_backend.training.pretrained import (
     EFFICIENTNET_LITE0_ENCODER,
     convert_efficientnet_lite0,
@@ -87,3 +93,40 @@ def test_the_packaged_imagenet_weights_see_a_cat_and_convert(tmp_path: Path) -> 
     full = classifier.state_dict()
     for name, value in encoder.state_dict().items():
         torch.testing.assert_close(value, full[name.removeprefix("model.")], rtol=0, atol=0)
+
+
+def test_the_cpu_default_encoder_starts_from_the_packaged_imagenet_weights() -> None:
+    config = model_config(RoundSettings(device="cpu"), 4)
+    assert config == ModelConfig(4, EFFICIENTNET_LITE0_ENCODER, "imagenet")
+    encoder = build_model(config).encoder
+    source = torch.load(efficientnet_lite0_source(), map_location="cpu", weights_only=True)
+    expected = map_by_position(source, encoder.state_dict())
+    for name, value in encoder.state_dict().items():
+        torch.testing.assert_close(value, expected[name], rtol=0, atol=0)
+    assert model_config(RoundSettings(device="cpu", encoder_weights="none"), 4).encoder_weights is None
+    assert model_config(RoundSettings(encoder_weights="/w/encoder.pt"), 4).encoder_weights == "/w/encoder.pt"
+    assert RoundSettings.from_env({"ALC_ENCODER_WEIGHTS": "none"}).encoder_weights == "none"
+
+
+OFFLINE_BUILD = """
+from alc_backend.training.model import ModelConfig, build_model
+try:
+    build_model(ModelConfig(2, "resnet18", "imagenet"))
+except ValueError as error:
+    print(error)
+"""
+
+
+def test_imagenet_weights_that_cannot_be_downloaded_name_what_to_set_instead(tmp_path: Path) -> None:
+    """smp's download, offline (``HF_HUB_OFFLINE`` and an empty cache make it so on any machine)."""
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "TORCH_HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", OFFLINE_BUILD], env=environment, capture_output=True, text=True, timeout=300
+    )
+    message = done.stdout.strip()
+    assert message.startswith("the ImageNet weights of the encoder 'resnet18' could not be downloaded (")
+    assert message.endswith(
+        "); offline, set encoder_weights (ALC_ENCODER_WEIGHTS, or --encoder-weights) to a local file of encoder "
+        "weights (alc-backend convert-weights efficientnet-lite0 writes one for tu-tf_efficientnet_lite0, which "
+        "is also the CPU's default encoder and needs no download), or to none to start from random weights"
+    ), done.stderr[-2000:]

@@ -48,6 +48,7 @@ AUDITED = RoundSettings(
     epochs=2,
     batch_size=4,
     encoder="resnet18",
+    encoder_weights="none",
     device="cpu",
     seed=3,
     lcm=LCMConfig(tau=0.5, model_confidence=0.0, epochs=60),

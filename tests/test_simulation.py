@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from alc_backend.cli import main
@@ -26,9 +27,11 @@ from alc_backend.engine.superpixels import compute_superpixels
 from alc_backend.rounds.methods import parse_method
 from alc_backend.rounds.settings import AuditConfig, RoundSettings
 from alc_backend.simulation.runner import Simulation, SimulationConfig
+from alc_backend.training.model import ModelConfig, build_model
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-FAST = RoundSettings(epochs=1, image_size=32, batch_size=4, encoder="resnet18")
+FAST = RoundSettings(epochs=1, image_size=32, batch_size=4, encoder="resnet18", encoder_weights="none")
+RANDOM_RESNET18 = ["--encoder", "resnet18", "--encoder-weights", "none"]
 
 
 def write_striped_dataset(root: Path, num_images: int = 6, superpixel_shift: int = 0) -> SegmentationDataset:
@@ -279,10 +282,12 @@ def test_cli_simulate_writes_results_and_curves(tmp_path: Path) -> None:
     assert main(["make-synthetic", str(data), "--images", "10", "--seed", "1", "--size", "48"]) == 0
     out = tmp_path / "run"
     arguments = ["simulate", str(data), "--method", "lcil", "--method", "softmin", "--rounds", "1", "--budget", "6"]
-    arguments += ["--seeds", "0,1", "--epochs", "1", "--image-size", "48", "--encoder", "resnet18", "--quiet"]
+    arguments += ["--seeds", "0,1", "--epochs", "1", "--image-size", "48", "--quiet"]  # the CPU's defaults
     assert main([*arguments, "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["config"]["seeds"] == [0, 1] and results["config"]["device"] == "cpu"
+    network = (results["config"]["encoder"], results["config"]["encoder_weights"])
+    assert network == ("tu-tf_efficientnet_lite0", "imagenet")
     assert {run["method"] for run in results["runs"]} == {"lcil", "softmin"}
     keys = {"round", "clicks", "seconds", "cost_bits", "data_miou", "model_miou", "precision", "recall", "audits"}
     keys |= {"mixed_answers", "localised_accuracy"}
@@ -335,7 +340,7 @@ def test_a_voc_like_data_set_runs_without_superpixels_val_or_equal_sizes(tmp_pat
 
     out = tmp_path / "out"
     arguments = ["simulate", str(root), "--method", "sim", "--method", "classbal", "--rounds", "1", "--budget", "4"]
-    arguments += ["--epochs", "1", "--image-size", "32", "--encoder", "resnet18", "--num-superpixels", "6", "--quiet"]
+    arguments += ["--epochs", "1", "--image-size", "32", *RANDOM_RESNET18, "--num-superpixels", "6", "--quiet"]
     assert main([*arguments, "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
     for run in results["runs"]:
@@ -404,12 +409,17 @@ def test_auto_correctors_leave_answered_superpixels_alone_and_their_journal_undo
 def test_cli_runs_class_balanced_acquisitions_and_the_error_mask_decoder(tmp_path: Path) -> None:
     dataset = write_striped_dataset(tmp_path / "data")
     out = tmp_path / "out"
+    weights = tmp_path / "weights" / "resnet18-encoder.pt"
+    weights.parent.mkdir()
+    torch.save(build_model(ModelConfig(dataset.num_classes)).encoder.state_dict(), weights)
     arguments = ["simulate", str(dataset.root), "--method", "abc", "--method", "pixbal", "--method", "sim+plar"]
     arguments += ["--rounds", "2", "--budget", "4", "--epochs", "1", "--image-size", "32", "--encoder", "resnet18"]
+    arguments += ["--encoder-weights", str(weights)]
     arguments += ["--abc-uniform", "all", "--pixbal-nu", "6", "--error-decoder", "--plar-threshold", "0.9", "--quiet"]
     arguments += ["--plar-min-precision", "0.5", "--lcm-model-confidence", "0.7"]
     assert main([*arguments, "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
+    assert results["config"]["encoder_weights"] == "resnet18-encoder.pt"  # the file's name, not where it lies
     recorded = results["config"]["round"]
     assert recorded["abc_uniform"] == "all" and recorded["pixbal_nu"] == 6.0
     assert recorded["error_decoder"] is True

@@ -19,13 +19,14 @@ from alc_backend.training import checkpoint as checkpoint_module
 from alc_backend.training.augment import augment
 from alc_backend.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from alc_backend.training.device import pick_device
+from alc_backend.training.encoder_weights import EncoderWeightsError
 from alc_backend.training.inference import (
     iter_probs,
     iter_probs_and_features,
     predict_probs,
     predict_probs_and_features,
 )
-from alc_backend.training.model import EncoderWeightsError, ModelConfig, build_model
+from alc_backend.training.model import ModelConfig, build_model
 from alc_backend.training.partial_losses import PartialLossWeights, partial_label_loss
 from alc_backend.training.schedule import poly_lr
 from alc_backend.training.trainer import (
@@ -205,7 +206,7 @@ def test_checkpoint_round_trip(tmp_path: Path, trained_halves: tuple[torch.nn.Mo
     assert json.loads(metadata[checkpoint_module.CONFIG_KEY]) == {
         "num_classes": 2,
         "encoder": "resnet18",
-        "encoder_weights_path": None,
+        "encoder_weights": None,
     }
     assert json.loads(metadata[checkpoint_module.EXTRA_KEY]) == {"round": "3"}
 
@@ -270,7 +271,7 @@ def test_encoder_weights_from_a_local_file(tmp_path: Path, suffix: str) -> None:
     else:
         torch.save(source, path)
     torch.manual_seed(1)
-    model = build_model(ModelConfig(num_classes=2, encoder_weights_path=str(path)))
+    model = build_model(ModelConfig(num_classes=2, encoder_weights=str(path)))
     loaded = model.encoder.state_dict()
     assert loaded.keys() == source.keys()
     assert all(torch.equal(loaded[name], source[name]) for name in source)
@@ -278,7 +279,7 @@ def test_encoder_weights_from_a_local_file(tmp_path: Path, suffix: str) -> None:
 
 def test_bad_encoder_weights_raise_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="encoder weights file not found"):
-        build_model(ModelConfig(num_classes=2, encoder_weights_path=str(tmp_path / "none.pt")))
+        build_model(ModelConfig(num_classes=2, encoder_weights=str(tmp_path / "none.pt")))
 
     source = build_model(ModelConfig(num_classes=2)).encoder.state_dict()
     renamed = {f"backbone.{name}": value.contiguous() for name, value in source.items()}
@@ -286,12 +287,12 @@ def test_bad_encoder_weights_raise_clear_errors(tmp_path: Path) -> None:
     save_file(renamed, path)
     count = len(source)
     with pytest.raises(EncoderWeightsError, match=f"{count} missing.*{count} unexpected"):
-        build_model(ModelConfig(num_classes=2, encoder_weights_path=str(path)))
+        build_model(ModelConfig(num_classes=2, encoder_weights=str(path)))
 
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a state dict")
     with pytest.raises(EncoderWeightsError, match="not a readable torch state dict"):
-        build_model(ModelConfig(num_classes=2, encoder_weights_path=str(garbage)))
+        build_model(ModelConfig(num_classes=2, encoder_weights=str(garbage)))
 
 
 def test_checkpoint_with_a_config_that_does_not_fit_its_weights(tmp_path: Path) -> None:
@@ -306,7 +307,7 @@ def test_encoder_weights_of_another_encoder_are_rejected(tmp_path: Path) -> None
     path = tmp_path / "mobilenet.pt"
     torch.save(source, path)
     with pytest.raises(EncoderWeightsError, match="do not fit the encoder"):
-        build_model(ModelConfig(num_classes=2, encoder_weights_path=str(path)))
+        build_model(ModelConfig(num_classes=2, encoder_weights=str(path)))
 
 
 def test_predict_probs_and_features() -> None:

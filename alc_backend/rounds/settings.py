@@ -24,6 +24,7 @@ from alc_backend.engine.plar import PLARConfig
 from alc_backend.engine.query_cost import PAPER_COST_MODEL
 from alc_backend.rounds.features import FEATURE_KINDS, FeatureKind
 from alc_backend.rounds.methods import QueryMode, parse_method, with_query
+from alc_backend.training.encoder_weights import IMAGENET, RANDOM_WEIGHTS
 from alc_backend.training.trainer import SIZE_MULTIPLE
 
 BudgetUnit = Literal["queries", "seconds"]
@@ -95,8 +96,10 @@ class RoundSettings:
     and ``pixbal_nu`` parameterise ABC and PixBal. ``image_size`` is the training and
     inference side in px (a multiple of 16), ``epochs``, ``batch_size`` and ``lr`` those of each
     round's training, seeded with ``seed``; ``device`` None picks CUDA when present,
-    ``encoder`` None the device's default encoder, and ``encoder_weights`` names a local file
-    of initial encoder weights. ``lcm``, ``plar``, their ``*_features`` and ``error_decoder``
+    ``encoder`` None the device's default encoder, and ``encoder_weights`` is where the encoder
+    starts: ``"imagenet"`` (the default; offline for the CPU's default encoder, downloaded by
+    segmentation-models-pytorch for others), the path of a local file of encoder weights, or
+    ``"none"`` for random weights. ``lcm``, ``plar``, their ``*_features`` and ``error_decoder``
     configure the automatic correctors, ``audit`` their audits. ``multiclass_loss`` is how a
     region whose answer ticked several classes trains the model: ``localised`` (the default) by
     cross-entropy on the pixel labels its localisation wrote, ``partial`` by the multi-class
@@ -118,7 +121,7 @@ class RoundSettings:
     lr: float = 0.03
     device: str | None = None
     encoder: str | None = None
-    encoder_weights: str | None = None
+    encoder_weights: str = IMAGENET
     seed: int = 0
     lcm: LCMConfig = field(default_factory=LCMConfig)
     lcm_features: FeatureKind = "both"
@@ -160,6 +163,8 @@ class RoundSettings:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not self.encoder_weights.strip():
+            raise ValueError(f"encoder_weights must be {IMAGENET}, {RANDOM_WEIGHTS} or a file, got an empty string")
         for name in ("lcm_features", "plar_features"):
             if getattr(self, name) not in FEATURE_KINDS:
                 raise ValueError(f"{name} must be one of {', '.join(FEATURE_KINDS)}, got {getattr(self, name)!r}")
@@ -292,7 +297,13 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("lr", "ALC_LR", "--lr", "float", "initial SGD learning rate"),
     SettingSpec("device", "ALC_DEVICE", "--device", "optional", "cpu, cuda or cuda:N (default: cuda when present)"),
     SettingSpec("encoder", "ALC_ENCODER", "--encoder", "optional", "smp encoder (default: by device)"),
-    SettingSpec("encoder_weights", "ALC_ENCODER_WEIGHTS", "--encoder-weights", "optional", "local encoder weights"),
+    SettingSpec(
+        "encoder_weights",
+        "ALC_ENCODER_WEIGHTS",
+        "--encoder-weights",
+        "str",
+        "the encoder's initial weights: imagenet, a local file, or none (random)",
+    ),
     SettingSpec("seed", "ALC_SEED", None, "int", "random seed of training, random acquisition, LCM and audits"),
     SettingSpec(
         "lcm_features", "ALC_LCM_FEATURES", "--lcm-features", "str", "LCM's superpixel features", FEATURE_KINDS

