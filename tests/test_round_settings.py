@@ -52,6 +52,9 @@ VALUES = {
     "multiclass_accuracy": ("0.75", 0.75),
     "partial_ce_weight": ("4", 4.0),
     "partial_mp_weight": ("2.5", 2.5),
+    "trainer": ("tsf", "tsf"),
+    "tsf_ema_decay": ("0.95", 0.95),
+    "tsf_threshold": ("0.8", 0.8),
 }
 
 
@@ -128,6 +131,8 @@ def test_results_json_round_trips() -> None:
         ({"ALC_LCM_TAU": "1.5"}, "ALC_LCM_TAU: tau must lie in [0, 1], got 1.5"),
         ({"ALC_AUDIT_SHARE": "-0.1"}, "ALC_AUDIT_SHARE: share must lie in [0, 1], got -0.1"),
         ({"ALC_METHOD": "abc+xyz"}, "ALC_METHOD: method 'abc+xyz': unknown auto-corrector 'xyz' (lcm, plar, expand)"),
+        ({"ALC_TRAINER": "mean-teacher"}, "ALC_TRAINER must be one of supervised, tsf, got 'mean-teacher'"),
+        ({"ALC_TSF_EMA_DECAY": "1.5"}, "ALC_TSF_EMA_DECAY: tsf_ema_decay must lie in [0, 1], got 1.5"),
     ],
 )
 def test_a_bad_variable_is_named(env: dict[str, str], message: str) -> None:

@@ -208,3 +208,22 @@ def flat_runs(mask: np.ndarray) -> tuple[tuple[int, int], ...]:
     starts = np.concatenate([[0], breaks])
     ends = np.concatenate([breaks, [index.size]])
     return tuple((int(index[s]), int(e - s)) for s, e in zip(starts, ends, strict=True))
+
+
+class VerifiedTrainingImages:
+    """The images of a round as Teacher-Student-Friend training reads them: ``(image, labels, verified)``.
+
+    ``verified`` is the ``(H, W)`` bool mask of the pixels human answers labelled
+    (:meth:`RoundImages.verified`); the other labelled pixels are pseudo-labels.
+    """
+
+    def __init__(self, images: RoundImages, keys: Sequence[str]) -> None:
+        self.images = images
+        self.keys = tuple(keys)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        key = self.keys[index]
+        return self.images.image(key), self.images.labels(key), self.images.verified(key).mask

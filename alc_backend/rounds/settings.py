@@ -31,6 +31,8 @@ BudgetUnit = Literal["queries", "seconds"]
 BUDGET_UNITS: tuple[BudgetUnit, ...] = cast("tuple[BudgetUnit, ...]", get_args(BudgetUnit))
 MulticlassLoss = Literal["partial", "localised"]
 MULTICLASS_LOSSES: tuple[MulticlassLoss, ...] = cast("tuple[MulticlassLoss, ...]", get_args(MulticlassLoss))
+Trainer = Literal["supervised", "tsf"]
+TRAINERS: tuple[Trainer, ...] = cast("tuple[Trainer, ...]", get_args(Trainer))
 
 
 class SettingsError(ValueError):
@@ -107,6 +109,12 @@ class RoundSettings:
     ``partial_ce_weight`` λ_CE and ``partial_mp_weight`` λ_MP), which cost Model mIoU here
     (benchmarks/README.md, section 9). ``multiclass_accuracy`` is the share of a mixed
     region's pixels that the ``auto`` query choice expects localisation to get right.
+    ``trainer`` is how each round's model learns: ``supervised`` (cross-entropy on the current
+    labels) or ``tsf`` (Teacher-Student-Friend, :mod:`alc_backend.training.tsf`: the verified
+    pixels supervise, the rest are pseudo-labelled), with the teacher's EMA decay
+    ``tsf_ema_decay`` and the confidence ``tsf_threshold`` from which its pseudo-labels replace
+    the current labels. TSF learns pixel labels: a mixed region trains it by its localised
+    labels whatever ``multiclass_loss`` says.
     """
 
     method: str = "abc+lcm"
@@ -133,6 +141,9 @@ class RoundSettings:
     multiclass_loss: MulticlassLoss = "localised"
     partial_ce_weight: float = 16.0
     partial_mp_weight: float = 8.0
+    trainer: Trainer = "supervised"
+    tsf_ema_decay: float = 0.99
+    tsf_threshold: float = 0.7
 
     def __post_init__(self) -> None:
         parse_method(self.method)
@@ -142,6 +153,11 @@ class RoundSettings:
             raise ValueError(
                 f"multiclass_loss must be one of {', '.join(MULTICLASS_LOSSES)}, got {self.multiclass_loss!r}"
             )
+        if self.trainer not in TRAINERS:
+            raise ValueError(f"trainer must be one of {', '.join(TRAINERS)}, got {self.trainer!r}")
+        for name in ("tsf_ema_decay", "tsf_threshold"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         for name in ("partial_ce_weight", "partial_mp_weight"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 raise ValueError(f"{name} must be finite and >= 0, got {getattr(self, name)}")
@@ -355,6 +371,22 @@ SETTINGS: tuple[SettingSpec, ...] = (
     ),
     SettingSpec("partial_ce_weight", "ALC_PARTIAL_CE_WEIGHT", "--partial-ce-weight", "float", "eq. 10's lambda_CE"),
     SettingSpec("partial_mp_weight", "ALC_PARTIAL_MP_WEIGHT", "--partial-mp-weight", "float", "eq. 10's lambda_MP"),
+    SettingSpec(
+        "trainer",
+        "ALC_TRAINER",
+        "--trainer",
+        "str",
+        "how the round model learns: supervised, or tsf (Teacher-Student-Friend)",
+        TRAINERS,
+    ),
+    SettingSpec("tsf_ema_decay", "ALC_TSF_EMA_DECAY", "--tsf-ema-decay", "float", "TSF: the teacher's EMA decay"),
+    SettingSpec(
+        "tsf_threshold",
+        "ALC_TSF_THRESHOLD",
+        "--tsf-threshold",
+        "float",
+        "TSF: the teacher's least confidence for its pseudo-label",
+    ),
     SettingSpec("audit.share", "ALC_AUDIT_SHARE", "--audit-share", "float", "share of each round's queries for audits"),
     SettingSpec(
         "audit.min_precision",

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from alc_backend import IGNORE_INDEX
-from alc_backend.rounds.images import RoundImages, TrainingImages
+from alc_backend.rounds.images import RoundImages, TrainingImages, VerifiedTrainingImages
 from alc_backend.rounds.settings import RoundSettings
 from alc_backend.training.device import pick_device
 from alc_backend.training.encoder_weights import RANDOM_WEIGHTS
@@ -16,6 +16,7 @@ from alc_backend.training.inference import iter_probs, iter_probs_and_features
 from alc_backend.training.model import ModelConfig, default_encoder
 from alc_backend.training.partial_losses import PartialLossWeights
 from alc_backend.training.trainer import TrainConfig, train_model
+from alc_backend.training.tsf import TSFConfig, train_tsf
 
 
 def model_config(settings: RoundSettings, num_classes: int) -> ModelConfig:
@@ -31,7 +32,9 @@ def train_round_model(images: RoundImages, settings: RoundSettings, progress: bo
     """A model trained from its initial weights on the current labels of every image with a labelled pixel.
 
     With ``settings.multiclass_loss == "partial"``, regions whose answers ticked several classes
-    train it by the partial losses of eq. 10 instead of by their labels.
+    train it by the partial losses of eq. 10 instead of by their labels. With
+    ``settings.trainer == "tsf"`` it is the teacher of Teacher-Student-Friend training, the
+    verified pixels labelled and the rest pseudo-labelled.
 
     Every round trains with ``settings.seed``: the initial weights and the order of the
     batches are the same in each round, so what differs between rounds and methods is the labels.
@@ -46,8 +49,12 @@ def train_round_model(images: RoundImages, settings: RoundSettings, progress: bo
         partial_weights=PartialLossWeights(settings.partial_ce_weight, settings.partial_mp_weight),
     )
     config = model_config(settings, images.num_classes)
+    device = pick_device(settings.device)
+    if settings.trainer == "tsf":
+        tsf = TSFConfig(ema_decay=settings.tsf_ema_decay, confidence_threshold=settings.tsf_threshold)
+        return train_tsf(VerifiedTrainingImages(images, keys), config, train_config, tsf, device, progress)
     data = TrainingImages(images, keys, with_mixed=settings.multiclass_loss == "partial")
-    return train_model(data, config, train_config, pick_device(settings.device), progress)
+    return train_model(data, config, train_config, device, progress)
 
 
 def probabilities(
