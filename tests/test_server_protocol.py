@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 
 from alc_backend.cli import main
 from alc_backend.server import create_app
-from alc_backend.service.backend import Backend
+from alc_backend.service.backend import Backend, same_address
 from alc_backend.service.settings import BackendSettings
 
 RECORDED = Path(__file__).resolve().parent / "data" / "labelstudio-1.23.2"
@@ -139,3 +139,14 @@ def test_basic_auth_when_configured(tmp_path: Path) -> None:
         assert http.get("/health", auth=("ls", "secret")).status_code == 200
     finally:
         backend.runner.stop()
+
+
+def test_one_backend_under_two_spellings_of_its_address_is_one_connection() -> None:
+    assert same_address("http://localhost:9090", "http://127.0.0.1:9090/")
+    assert same_address("http://[::1]:9090/path/", "http://LOCALHOST:9090/path")
+    assert same_address("http://example.org/webhook", "http://example.org:80/webhook")
+    assert not same_address("http://localhost:9090", "http://localhost:9091")
+    assert not same_address("http://localhost:9090", "https://localhost:9090")
+    assert not same_address("http://10.0.0.5:9090", "http://127.0.0.1:9090")
+    assert not same_address("http://localhost:9090/webhook", "http://localhost:9090")
+    assert not same_address("http://localhost:port", "http://localhost:9090")

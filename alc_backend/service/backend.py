@@ -9,11 +9,13 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import logging
 import threading
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from alc_backend.atomic import write_text_atomically
 from alc_backend.jobs import InProcessRunner, JobRunner, QueueUnavailable
@@ -452,7 +454,7 @@ class Backend:
         """
         url = backend_url.rstrip("/")
         login = self.settings.login()
-        connected = [item for item in client.list_ml_backends(project) if item.get("url", "").rstrip("/") == url]
+        connected = [item for item in client.list_ml_backends(project) if same_address(str(item.get("url", "")), url)]
         if not connected:
             client.add_ml_backend(project, url, "alc-backend", login)
         elif login is not None and connected[0].get("auth_method") != "BASIC_AUTH":
@@ -461,7 +463,7 @@ class Backend:
             return
         header = basic_authorization(*login)
         for webhook in client.list_webhooks(project):
-            same = str(webhook.get("url", "")).rstrip("/") == f"{url}/webhook"
+            same = same_address(str(webhook.get("url", "")), f"{url}/webhook")
             if same and (webhook.get("headers") or {}).get("Authorization") != header:
                 client.set_webhook_headers(
                     int(webhook["id"]), {**(webhook.get("headers") or {}), "Authorization": header}
@@ -472,3 +474,33 @@ class Backend:
     @staticmethod
     def _query_version(state: ProjectState) -> str:
         return f"alc-q{state.round}"
+
+
+def same_address(first: str, second: str) -> bool:
+    """Whether two URLs name the same service: scheme, port (the scheme's default when none), path
+    (without a trailing ``/``) and host equal, loopback names (``localhost``, ``127.x.y.z``, ``::1``)
+    counting as one host. ``http://localhost:9090`` and ``http://127.0.0.1:9090/`` are the same.
+    """
+    a, b = urlsplit(first.strip()), urlsplit(second.strip())
+    try:
+        ports = (a.port, b.port)
+    except ValueError:
+        return False
+    defaults = {"http": 80, "https": 443}
+    if a.scheme.lower() != b.scheme.lower():
+        return False
+    if (ports[0] or defaults.get(a.scheme.lower())) != (ports[1] or defaults.get(b.scheme.lower())):
+        return False
+    if a.path.rstrip("/") != b.path.rstrip("/"):
+        return False
+    hosts = ((a.hostname or "").lower(), (b.hostname or "").lower())
+    return hosts[0] == hosts[1] or (_is_loopback(hosts[0]) and _is_loopback(hosts[1]))
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
