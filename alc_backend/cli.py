@@ -317,6 +317,7 @@ def run_serve(args: argparse.Namespace) -> int:
     import logging
 
     from alc_backend.server import create_app
+    from alc_backend.service.addresses import is_loopback
     from alc_backend.service.settings import BackendSettings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -344,18 +345,6 @@ def backend_login() -> tuple[str, str] | None:
     """The backend's login from ``BASIC_AUTH_USER``/``BASIC_AUTH_PASS``, for the commands that call it."""
     user = os.environ.get("BASIC_AUTH_USER", "").strip()
     return (user, os.environ.get("BASIC_AUTH_PASS", "").strip()) if user else None
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (an address or ``localhost``) is this machine's loopback."""
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def serving_url(host: str, port: int) -> str:

@@ -19,7 +19,8 @@ from PIL import Image
 
 from alc_backend.cli import main
 from alc_backend.rounds.settings import RoundSettings
-from alc_backend.service.backend import basic_authorization, same_address
+from alc_backend.service.addresses import same_address
+from alc_backend.service.backend import basic_authorization
 
 pytestmark = [pytest.mark.slow, pytest.mark.labelstudio]
 

@@ -12,7 +12,8 @@ from flask.testing import FlaskClient
 
 from alc_backend.cli import main
 from alc_backend.server import create_app
-from alc_backend.service.backend import Backend, same_address
+from alc_backend.service.addresses import same_address
+from alc_backend.service.backend import Backend
 from alc_backend.service.settings import BackendSettings
 
 RECORDED = Path(__file__).resolve().parent / "data" / "labelstudio-1.23.2"

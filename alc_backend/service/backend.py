@@ -9,13 +9,11 @@
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
 import logging
 import threading
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from alc_backend.atomic import write_text_atomically
 from alc_backend.jobs import InProcessRunner, JobRunner, QueueUnavailable
@@ -28,6 +26,7 @@ from alc_backend.labelstudio.config import (
     query_label_config,
 )
 from alc_backend.labelstudio.payloads import brush_results, validate_results
+from alc_backend.service.addresses import same_address
 from alc_backend.service.notes import MemoryNotes, RedisNotes, WorkNotes
 from alc_backend.service.project_work import UNCERTAINTY_SAMPLING, ProjectWork, rank_score
 from alc_backend.service.rounds import answer_seconds_status, corrector_status
@@ -474,33 +473,3 @@ class Backend:
     @staticmethod
     def _query_version(state: ProjectState) -> str:
         return f"alc-q{state.round}"
-
-
-def same_address(first: str, second: str) -> bool:
-    """Whether two URLs name the same service: scheme, port (the scheme's default when none), path
-    (without a trailing ``/``) and host equal, loopback names (``localhost``, ``127.x.y.z``, ``::1``)
-    counting as one host. ``http://localhost:9090`` and ``http://127.0.0.1:9090/`` are the same.
-    """
-    a, b = urlsplit(first.strip()), urlsplit(second.strip())
-    try:
-        ports = (a.port, b.port)
-    except ValueError:
-        return False
-    defaults = {"http": 80, "https": 443}
-    if a.scheme.lower() != b.scheme.lower():
-        return False
-    if (ports[0] or defaults.get(a.scheme.lower())) != (ports[1] or defaults.get(b.scheme.lower())):
-        return False
-    if a.path.rstrip("/") != b.path.rstrip("/"):
-        return False
-    hosts = ((a.hostname or "").lower(), (b.hostname or "").lower())
-    return hosts[0] == hosts[1] or (_is_loopback(hosts[0]) and _is_loopback(hosts[1]))
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -8,9 +8,9 @@ multi-class paper's merged-positive and prototypical-pixel losses instead (eq. 1
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -159,6 +159,30 @@ def _collate(
     )
 
 
+def batch_loader(
+    views: Dataset[Any], config: TrainConfig, device: torch.device, collate: Callable[[list[Any]], Any] | None = None
+) -> DataLoader[Any]:
+    """Shuffled batches of ``config.batch_size`` views, in an order fixed by ``config.seed``, read in this process.
+
+    The last, smaller batch is dropped unless it is the only one.
+    """
+    return DataLoader(
+        views,
+        batch_size=config.batch_size,
+        shuffle=True,
+        drop_last=len(views) > config.batch_size,
+        collate_fn=collate,
+        num_workers=0,
+        generator=torch.Generator().manual_seed(config.seed),
+        pin_memory=device.type == "cuda",
+    )
+
+
+def sgd(parameters: Iterable[torch.nn.Parameter], config: TrainConfig) -> torch.optim.SGD:
+    """SGD with ``config``'s learning rate, momentum and weight decay."""
+    return torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+
+
 def train_model(
     data: LabelledImages,
     model_config: ModelConfig,
@@ -182,22 +206,8 @@ def train_model(
     if len(data) == 0 or train_config.epochs == 0:
         return model.eval()
     views = _AugmentedViews(data, train_config, model_config.num_classes)
-    loader = DataLoader(
-        views,
-        batch_size=train_config.batch_size,
-        shuffle=True,
-        drop_last=len(views) > train_config.batch_size,
-        collate_fn=_collate,
-        num_workers=0,
-        generator=torch.Generator().manual_seed(train_config.seed),
-        pin_memory=device.type == "cuda",
-    )
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=train_config.lr,
-        momentum=train_config.momentum,
-        weight_decay=train_config.weight_decay,
-    )
+    loader = batch_loader(views, train_config, device, _collate)
+    optimizer = sgd(model.parameters(), train_config)
     max_iterations = train_config.epochs * len(loader)
     model.train()
     iteration = 0

@@ -50,14 +50,14 @@ from typing import Protocol
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from alc_backend import IGNORE_INDEX
 from alc_backend.training.augment import augment_with_regions
 from alc_backend.training.model import ModelConfig, build_model
 from alc_backend.training.schedule import poly_lr
-from alc_backend.training.trainer import TrainConfig, TrainStep
+from alc_backend.training.trainer import TrainConfig, TrainStep, batch_loader, sgd
 
 
 @dataclass(frozen=True)
@@ -361,22 +361,8 @@ def train_tsf(
         parameter.requires_grad_(False)
     if len(data) == 0 or train_config.epochs == 0:
         return teacher.eval()
-    views = _VerifiedViews(data, train_config)
-    loader = DataLoader(
-        views,
-        batch_size=train_config.batch_size,
-        shuffle=True,
-        drop_last=len(views) > train_config.batch_size,
-        num_workers=0,
-        generator=torch.Generator().manual_seed(train_config.seed),
-        pin_memory=device.type == "cuda",
-    )
-    optimizer = torch.optim.SGD(
-        [*student.parameters(), *friend.parameters()],
-        lr=train_config.lr,
-        momentum=train_config.momentum,
-        weight_decay=train_config.weight_decay,
-    )
+    loader = batch_loader(_VerifiedViews(data, train_config), train_config, device)
+    optimizer = sgd([*student.parameters(), *friend.parameters()], train_config)
     confidence = torch.full((model_config.num_classes,), 0.5, device=device)
     rng = np.random.default_rng([train_config.seed, 1])
     max_iterations = train_config.epochs * len(loader)
