@@ -32,6 +32,7 @@ COLUMNS = (
     ("auto_precision", "auto-correction precision (share of changed pixels now right)"),
     ("mixed_answers", "multi-class answers with several classes (this round)"),
     ("localised_accuracy", "localisation accuracy (share of their labelled pixels right)"),
+    ("train_seconds", "training time of the round's model (s, wall clock)"),
 )
 FRACTIONS = ("precision", "recall", "auto_precision", "localised_accuracy")
 COUNTS = ("clicks", "seconds", "auto_corrected_superpixels", "auto_corrected_pixels", "audits", "mixed_answers")

@@ -290,9 +290,10 @@ def test_cli_simulate_writes_results_and_curves(tmp_path: Path) -> None:
     assert network == ("tu-tf_efficientnet_lite0", "imagenet")
     assert {run["method"] for run in results["runs"]} == {"lcil", "softmin"}
     keys = {"round", "clicks", "seconds", "cost_bits", "data_miou", "model_miou", "precision", "recall", "audits"}
-    keys |= {"mixed_answers", "localised_accuracy"}
+    keys |= {"mixed_answers", "localised_accuracy", "train_seconds"}
     auto_keys = {"auto_corrected_pixels", "auto_corrected_superpixels", "auto_precision", "auto"}
     assert keys | auto_keys == set(results["runs"][0]["rounds"][1])
+    assert all(entry["train_seconds"] > 0 for run in results["runs"] for entry in run["rounds"])
     assert all(results["runs"][0]["rounds"][1][key] is None for key in auto_keys)  # no auto-corrector
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,7 +112,8 @@ class RoundResult:
     ground truth and the corrector's own notes (audits, trusted classes, abstentions).
     ``mixed_answers`` counts the round's multi-class answers that ticked several classes, and
     ``localised_accuracy`` is the share of their regions' labelled pixels that localisation
-    labelled with the true class.
+    labelled with the true class. ``train_seconds`` is the wall-clock time the round's model
+    took to train.
     """
 
     round: int
@@ -129,6 +131,7 @@ class RoundResult:
     auto: dict[str, dict[str, Any]] | None = None
     mixed_answers: int = 0
     localised_accuracy: float | None = None
+    train_seconds: float | None = None
 
 
 class Simulation:
@@ -163,10 +166,13 @@ class Simulation:
             pseudo_miou = self._data_miou(pseudo)
             for seed in self.config.seeds:
                 bar.set_postfix_str(f"seed {seed}: round 0 on pseudo-labels")
+                started = time.perf_counter()
                 first_model = train_round_model(pseudo, self.config.settings(methods[0], seed))
+                train_seconds = time.perf_counter() - started
                 bar.update()
                 model_miou = self._model_miou(first_model, self.config.settings(methods[0], seed))
-                first = RoundResult(0, 0, 0.0, 0.0, pseudo_miou, model_miou, None, None, None, None, None, None)
+                nothing = (None,) * 6
+                first = RoundResult(0, 0, 0.0, 0.0, pseudo_miou, model_miou, *nothing, train_seconds=train_seconds)
                 for method in methods:
                     run = {"method": parse_method(method).name, "seed": seed, "rounds": [dataclasses.asdict(first)]}
                     results["runs"].append(run)
@@ -217,7 +223,9 @@ class Simulation:
             quality = QueryQuality.from_counts(corrected, num_corrections, in_pool)
             outcome = correct_round(images, model, answers, settings, round_index, pending, self.dataset.classes)
             pending, audits = outcome.proposals, outcome.audits
+            started = time.perf_counter()
             model = train_round_model(images, settings)
+            train_seconds = time.perf_counter() - started
             config = model_config(settings, self.dataset.num_classes)
             save_checkpoint(folder / "model.safetensors", model, config, {"round": str(round_index)})
             bar.update()
@@ -233,6 +241,7 @@ class Simulation:
                 audits=sum(query.kind == "audit" for query in choice.queries),
                 **self._localisation_summary(given, localised),
                 **(self._auto_summary(outcome) if settings.correctors else _NO_AUTO),
+                train_seconds=train_seconds,
             )
 
     def _ask(self, images: SimulationImages, queries: list[Query]) -> list[Given]:
