@@ -409,8 +409,16 @@ def test_start_training_ends_the_round_before_every_query_is_answered(
 ) -> None:
     workspace = running_backend.backend.workspace(corrected.images_project)
     assert workspace.state().round == 3
+    round_three = [task for task in client.list_tasks(corrected.query_project) if task["data"]["round"] == 3]
+    answered = sorted(task["id"] for task in round_three if task["annotations"])
+    open_queries = sorted(task["id"] for task in round_three if not task["annotations"])
+    assert open_queries, "round 3 still has unanswered queries"
     (ml_backend,) = client.list_ml_backends(corrected.query_project)
     client.start_training(ml_backend["id"])
     running_backend.wait_for_round(corrected.images_project, 4)
+    # the unanswered queries of round 3 left the queue and the backend's records; the answered stay
+    left = sorted(task["id"] for task in client.list_tasks(corrected.query_project) if task["data"]["round"] == 3)
+    assert left == answered
+    assert sorted(task for task, query in workspace.queries().items() if query.round == 3) == answered
     assert client.get_project(corrected.images_project)["model_version"] == "alc-r3"
     assert client.get_project(corrected.query_project)["model_version"] == "alc-q4"

@@ -143,6 +143,10 @@ class LabelStudioClient:
         )
         return [int(task_id) for task_id in answer["task_ids"]]
 
+    def delete_task(self, task_id: int) -> None:
+        """Delete a task with its predictions; one that is already gone counts as deleted."""
+        self._request("DELETE", f"/api/tasks/{task_id}/", not_found_ok=True)
+
     # ---- predictions ----------------------------------------------------------------------------------
 
     def create_prediction(

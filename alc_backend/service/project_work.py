@@ -387,7 +387,33 @@ class ProjectWork:
             state.round_open = False
             state.model_version = f"alc-r{state.round}"
             workspace.save_state(state)
+        self._retire_unanswered(workspace, client, state)
         self._open_round(workspace, client, state.round + 1)
+
+    def _retire_unanswered(self, workspace: Workspace, client: LabelStudioClient, state: ProjectState) -> None:
+        """Delete the ended round's query tasks that hold no annotation, and forget their queries.
+
+        The query project then serves only the open round's questions, and a superpixel nobody
+        answered can be asked again. An annotation that reaches such a task in the moment
+        between the round's end and its deletion answers a query the backend no longer knows:
+        it is ignored.
+        """
+        assert state.query_project is not None
+        retired = []
+        for task in client.list_tasks(state.query_project):
+            data = task.get("data") or {}
+            if data.get("image_project") != state.project or data.get("round") != state.round:
+                continue
+            if task.get("annotations") or task.get("total_annotations") or task.get("cancelled_annotations"):
+                continue
+            client.delete_task(int(task["id"]))
+            retired.append(int(task["id"]))
+        with workspace.lock:
+            queries = workspace.queries()
+            workspace.save_queries({task: query for task, query in queries.items() if task not in retired})
+        if retired:
+            count = len(retired)
+            logger.info("project %s: %d unanswered queries of round %d retired", state.project, count, state.round)
 
     # --- job parts ----------------------------------------------------------------------------
 
