@@ -422,6 +422,12 @@ def run_status(args: argparse.Namespace) -> int:
             f"project {project}: {state['tasks']} tasks, round {state['round']} ({round_state}), "
             f"model version {state['model_version']}, query project {state['query_project']}"
         )
+        answers = state.get("answers")
+        if answers:
+            print(
+                f"  answers: {answers['received']} received; round {state['round']}: "
+                f"{answers['round_answered']} of {answers['round_queries']} queries answered"
+            )
         for corrector, done in state.get("correctors", {}).items():
             precision = "n/a" if done["precision"] is None else f"{done['precision']:.2f}"
             trusted = ", ".join(done["trusted_classes"]) or "none yet"

@@ -88,7 +88,10 @@ def test_with_a_login_the_whole_flow_works(
 
         capsys.readouterr()
         assert main(["status", "--backend", running.url]) == 0
-        assert f"project {project}: 3 tasks, round 1 (open)" in capsys.readouterr().out
+        printed = capsys.readouterr().out
+        assert f"project {project}: 3 tasks, round 1 (open)" in printed
+        asked = sum(query.round == 1 for query in workspace.queries().values())
+        assert f"  answers: 1 received; round 1: 1 of {asked} queries answered" in printed
         monkeypatch.delenv("BASIC_AUTH_USER")
         assert main(["status", "--backend", running.url]) == 2
         assert f"{running.url}/health answered 401: authentication required" in capsys.readouterr().err

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ from alc_backend.service.notes import MemoryNotes, WorkNotes
 from alc_backend.service.parts import PreparationParts
 from alc_backend.service.rounds import (
     answer_cost_model,
+    answer_progress,
     choose_round_queries,
     compose_tasks,
     end_round,
@@ -306,6 +308,16 @@ class ProjectWork:
         localise_answers(workspace, answered, self.settings.round)
         compose_tasks(workspace, answered | drawn)
         state = workspace.state()
+        if annotations:
+            progress = answer_progress(workspace, state.round)
+            logger.info(
+                "project %s: %d answers in all; round %d: %d of %d queries answered",
+                project,
+                progress["received"],
+                state.round,
+                progress["round_answered"],
+                progress["round_queries"],
+            )
         if state.round_open and self._round_answered(workspace, state.round):
             if self.submit is None:
                 self.finish_round(project)
@@ -456,13 +468,22 @@ class ProjectWork:
             state.round = round_index
             state.round_open = True
             workspace.save_state(state)
+        logger.info("project %s: round %d open with %d queries", state.project, round_index, len(new_queries))
 
     def _round_model(self, workspace: Workspace, usable: list[int], after_rounds: int) -> torch.nn.Module | None:
         """The model trained after ``after_rounds`` rounds (:func:`round_model`); None, and a note in
         ``/health``, when no task has a labelled pixel to learn from."""
+        project = workspace.project
+        logger.info(
+            "project %s: loading or training the model after round %d (%d tasks)", project, after_rounds, len(usable)
+        )
+        started = time.perf_counter()
         model = round_model(workspace, usable, after_rounds, self.settings.round)
         if model is None:
-            self.note_error(workspace.project, "no task has a labelled pixel yet: nothing to train a model on")
+            self.note_error(project, "no task has a labelled pixel yet: nothing to train a model on")
+            return None
+        seconds = time.perf_counter() - started
+        logger.info("project %s: the model after round %d is ready (%.1f s)", project, after_rounds, seconds)
         return model
 
     def _create_queries(

@@ -390,5 +390,17 @@ def answer_seconds_status(workspace: Workspace, min_answers: int) -> dict[str, d
     return cost_summary(_timed_answers(workspace), PAPER_COST_MODEL, min_answers)
 
 
+def answer_progress(workspace: Workspace, round_index: int) -> dict[str, int]:
+    """For /health: ``received``, the live answers in all (skips included); ``round_queries`` and
+    ``round_answered``, the queries of round ``round_index`` and how many of them have an answer."""
+    live = live_answers(workspace.answers())
+    in_round = [task for task, query in workspace.queries().items() if query.round == round_index]
+    return {
+        "received": len(live),
+        "round_queries": len(in_round),
+        "round_answered": sum(task in live for task in in_round),
+    }
+
+
 def _timed_answers(workspace: Workspace) -> list[TimedAnswer]:
     return timed_answers(workspace.answers(), workspace.queries())
