@@ -113,6 +113,11 @@ def test_results_json_round_trips() -> None:
     }
     assert RoundSettings.from_json(record) == settings
     assert RoundSettings.from_json({}) == RoundSettings()
+    assert RoundSettings.from_json({"encoder_weights": None}).encoder_weights == "none"  # random, as it meant
+    with pytest.raises(
+        SettingsError, match=r"^round settings: encoder_weights must be imagenet, none or a file, got ''$"
+    ):
+        RoundSettings.from_json({"encoder_weights": ""})
     with pytest.raises(SettingsError, match=r"^unknown round settings: budget$"):
         RoundSettings.from_json({"budget": 5})
     with pytest.raises(SettingsError, match=re.escape("round settings: share must lie in [0, 1], got 2")):

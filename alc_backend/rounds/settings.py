@@ -179,8 +179,10 @@ class RoundSettings:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
-        if not self.encoder_weights.strip():
-            raise ValueError(f"encoder_weights must be {IMAGENET}, {RANDOM_WEIGHTS} or a file, got an empty string")
+        if not isinstance(self.encoder_weights, str) or not self.encoder_weights.strip():
+            raise ValueError(
+                f"encoder_weights must be {IMAGENET}, {RANDOM_WEIGHTS} or a file, got {self.encoder_weights!r}"
+            )
         for name in ("lcm_features", "plar_features"):
             if getattr(self, name) not in FEATURE_KINDS:
                 raise ValueError(f"{name} must be one of {', '.join(FEATURE_KINDS)}, got {getattr(self, name)!r}")
@@ -248,6 +250,8 @@ class RoundSettings:
         if unknown:
             raise SettingsError(f"unknown round settings: {', '.join(sorted(unknown))}")
         values: dict[str, Any] = dict(record)
+        if "encoder_weights" in values and values["encoder_weights"] is None:  # recorded before "imagenet" existed
+            values["encoder_weights"] = RANDOM_WEIGHTS
         nested = {"lcm": LCMConfig, "plar": PLARConfig, "audit": AuditConfig}
         try:
             for name, kind in nested.items():
