@@ -13,7 +13,7 @@ and ``U`` the rest:
   import, LCM and PLAR left);
 - eq. 3, cross pseudo supervision: the student learns the friend's top class on ``U`` and the
   friend the student's;
-- eq. 4: the three summed, each a mean over its pixels.
+- eq. 4: the three summed, each a mean over its pixels (the unsupervised two ramped up, below).
 
 Before the losses, the batch is mixed as in AEL, whose teacher-student set-up the paper builds
 on: *adaptive copy-paste* pastes the verified pixels of one class from another image of the
@@ -21,7 +21,7 @@ batch, and *adaptive CutMix* pastes the bounding box of one class's current labe
 another image; the class is drawn with probability ``softmax(1 - confidence_c)``, where
 ``confidence_c`` is a running mean of the student's probability of ``c`` on verified pixels of
 ``c``, so that classes the model is unsure of are mixed in more often. The teacher sees the
-batch before CutMix; its pseudo-labels are cut and pasted with the image.
+batch after copy-paste and before CutMix; its pseudo-labels are cut and pasted with the image.
 
 The teacher is what training returns: it is the model the round scores and predicts with.
 
@@ -68,6 +68,7 @@ class TSFConfig:
     the teacher's least top-class probability for its pseudo-label to replace the current label
     (0.7 in the paper). ``copy_paste`` and ``cutmix``: the probability that a sample of a batch
     is mixed by each. ``confidence_momentum``: the share of the class confidences kept at each step.
+    ``rampup``: the share of the iterations over which the unsupervised terms reach full weight.
     """
 
     ema_decay: float = 0.99
