@@ -228,16 +228,13 @@ def copy_paste(
         New ``images``, ``labels`` and ``verified``.
     """
     mixed_images, mixed_labels, mixed_verified = images.clone(), labels.clone(), verified.clone()
-    num_classes = confidence.shape[0]
     for index in range(images.shape[0]):
         other = (index + 1) % images.shape[0]
         if other == index or rng.random() >= rate:
             continue
-        source = labels[other][verified[other] & (labels[other] != IGNORE_INDEX)]
-        if source.numel() == 0:
+        chosen = _draw_class(labels[other][verified[other] & (labels[other] != IGNORE_INDEX)], confidence, rng)
+        if chosen is None:
             continue
-        allowed = torch.bincount(source, minlength=num_classes)[:num_classes] > 0
-        chosen = _draw(class_sampling_probabilities(confidence, allowed), rng)
         paste = verified[other] & (labels[other] == chosen)
         mixed_images[index][:, paste] = images[other][:, paste]
         mixed_labels[index][paste] = chosen
@@ -275,26 +272,26 @@ def cutmix(
         The mixed ``maps``, in order.
     """
     mixed = [values.clone() for values in maps]
-    num_classes = confidence.shape[0]
     for index in range(labels.shape[0]):
         other = (index + 1) % labels.shape[0]
         if other == index or rng.random() >= rate:
             continue
-        present = labels[other][labels[other] != IGNORE_INDEX]
-        if present.numel() == 0:
+        chosen = _draw_class(labels[other][labels[other] != IGNORE_INDEX], confidence, rng)
+        if chosen is None:
             continue
-        allowed = torch.bincount(present, minlength=num_classes)[:num_classes] > 0
-        top, bottom, left, right = class_box(
-            labels[other], _draw(class_sampling_probabilities(confidence, allowed), rng)
-        )
+        top, bottom, left, right = class_box(labels[other], chosen)
         for source, target in zip(maps, mixed, strict=True):
             target[index][..., top:bottom, left:right] = source[other][..., top:bottom, left:right]
     return mixed
 
 
-def _draw(probabilities: torch.Tensor, rng: np.random.Generator) -> int:
-    """One index drawn with ``(C,)`` ``probabilities``."""
-    p = probabilities.cpu().numpy()
+def _draw_class(candidates: torch.Tensor, confidence: torch.Tensor, rng: np.random.Generator) -> int | None:
+    """A class of ``candidates`` (1-D labels) drawn by :func:`class_sampling_probabilities`; None for none."""
+    if candidates.numel() == 0:
+        return None
+    num_classes = confidence.shape[0]
+    allowed = torch.bincount(candidates, minlength=num_classes)[:num_classes] > 0
+    p = class_sampling_probabilities(confidence, allowed).cpu().numpy()
     return int(rng.choice(p.size, p=p / p.sum()))
 
 
