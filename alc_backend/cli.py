@@ -126,9 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument(
         "--backend", default="http://127.0.0.1:9090", help="the running backend (default http://127.0.0.1:9090)"
     )
-    init.add_argument(
-        "--title", help="title of the query project (default: the image project's + ' · queries')"
-    )
+    init.add_argument("--title", help="title of the query project (default: the image project's + ' · queries')")
     init.set_defaults(handler=run_init)
 
     export = commands.add_parser("export", help="write an image project's corrected masks in the VOC layout")

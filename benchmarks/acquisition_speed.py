@@ -1,23 +1,31 @@
-"""Acquisition speed: vectorised ``score_superpixels`` against a per-superpixel loop.
+"""Acquisition speed: the library's ``score_superpixels`` against a per-superpixel loop and one read of the map.
 
-Scores every superpixel of ``--images`` images (default 1,000 of 512×512 px with 21 classes)
-with ``sim`` (representative pixel selection, eqs. 4-6, plus the look-ahead sum of eq. 9), once
-with the library's vectorised code and once with a straightforward loop that handles one
-superpixel at a time with boolean masks. Both run in the same process on the same inputs; the
-loop's scores are compared with the library's (they differ only where float32 rounding breaks a
-near-tie between two candidate representative pixels differently). Inputs are softmax maps of random logits and
-Voronoi superpixels; a bank of ``--distinct`` images is cycled so that making inputs does not
-dominate the run. Prints a table and the ratio loop / vectorised.
+Scores every superpixel of ``--images`` images (default 200 of 512×512 px with 21 classes)
+with ``sim`` (representative pixel selection, eqs. 4-6, plus the look-ahead sum of eq. 9):
 
-    python benchmarks/acquisition_speed.py --images 1000 --superpixels 30 200
+- *one read*: a sum over the ``(C, H, W)`` map, the least any scoring has to do;
+- *library, numpy input* and *library, torch CPU tensors*: ``score_superpixels`` given numpy
+  arrays (viewed as CPU tensors) and given tensors, the path a round takes on the model's device;
+- *loop*: a straightforward loop that handles one superpixel at a time with boolean masks.
+
+All run in the same process on the same inputs, interleaved image by image; the loop's scores
+are compared with the library's (they differ only where float32 rounding breaks a near-tie
+between two candidate representative pixels differently). Inputs are softmax maps of random
+logits and Voronoi superpixels; a bank of ``--distinct`` images is cycled so that making inputs
+does not dominate the run. The peak resident memory after a tenth of the images and after all
+of them shows whether memory grows with the number of images. Prints a table.
+
+    python benchmarks/acquisition_speed.py --images 200 --superpixels 64 200 1000
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import time
 
 import numpy as np
+import torch
 from scipy.spatial import cKDTree
 from tqdm import tqdm
 
@@ -66,32 +74,61 @@ def make_inputs(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--classes", type=int, default=21)
-    parser.add_argument("--superpixels", type=int, nargs="+", default=[30, 200], help="superpixels per image")
+    parser.add_argument("--superpixels", type=int, nargs="+", default=[64, 200, 1000], help="superpixels per image")
     parser.add_argument("--distinct", type=int, default=8, help="distinct input images, cycled")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (numpy runs on one)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
     print(f"{args.images} images of {args.size}×{args.size} px, {args.classes} classes, method sim")
-    print("| superpixels / image | vectorised (s) | loop (s) | loop / vectorised | max relative difference |")
-    print("|---:|---:|---:|---:|---:|")
+    print(f"milliseconds per image, torch on {args.threads} thread(s)")
+    print(
+        "| superpixels / image | one read | library, numpy input | library, torch CPU tensors | loop "
+        "| loop / library | library / one read | max relative difference | peak RSS after 10 % / all (MiB) |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for num_superpixels in args.superpixels:
         rng = np.random.default_rng(num_superpixels)
         bank = [make_inputs(rng, args.size, args.classes, num_superpixels) for _ in range(args.distinct)]
-        vectorised_seconds = loop_seconds = difference = 0.0
+        tensors = [tuple(torch.from_numpy(array.copy()) for array in inputs) for inputs in bank]
+        seconds = dict.fromkeys(("read", "numpy", "torch", "loop"), 0.0)
+        difference = 0.0
+        early_rss = 0.0
         for index in tqdm(range(args.images), desc=f"{num_superpixels} superpixels/image", leave=False):
             probs, labels, superpixels = bank[index % len(bank)]
+            probs_t, labels_t, superpixels_t = tensors[index % len(tensors)]
             start = time.perf_counter()
-            fast = score_superpixels("sim", probs, labels, superpixels)
-            vectorised_seconds += time.perf_counter() - start
+            float(probs_t.sum())
+            seconds["read"] += time.perf_counter() - start
+            start = time.perf_counter()
+            from_numpy = score_superpixels("sim", probs, labels, superpixels)
+            seconds["numpy"] += time.perf_counter() - start
+            start = time.perf_counter()
+            from_torch = score_superpixels("sim", probs_t, labels_t, superpixels_t).numpy()
+            seconds["torch"] += time.perf_counter() - start
             start = time.perf_counter()
             slow = sim_by_loop(probs, labels, superpixels)
-            loop_seconds += time.perf_counter() - start
-            difference = max(difference, float(np.max(np.abs(fast - slow) / np.maximum(np.abs(slow), 1e-9))))
-        ratio = loop_seconds / vectorised_seconds
-        row = f"| {num_superpixels} | {vectorised_seconds:.1f} | {loop_seconds:.1f} | {ratio:.2f} | {difference:.1e} |"
-        print(row, flush=True)
+            seconds["loop"] += time.perf_counter() - start
+            for fast in (from_numpy, from_torch):
+                difference = max(difference, float(np.max(np.abs(fast - slow) / np.maximum(np.abs(slow), 1e-9))))
+            if index + 1 == max(args.images // 10, 1):
+                early_rss = peak_rss_mib()
+        per_image = {name: 1000.0 * total / args.images for name, total in seconds.items()}
+        library = min(per_image["numpy"], per_image["torch"])
+        print(
+            f"| {num_superpixels} | {per_image['read']:.2f} | {per_image['numpy']:.1f} | {per_image['torch']:.1f} "
+            f"| {per_image['loop']:.1f} | {per_image['loop'] / library:.2f} | {library / per_image['read']:.1f} "
+            f"| {difference:.1e} | {early_rss:.0f} / {peak_rss_mib():.0f} |",
+            flush=True,
+        )
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far, MiB (Linux reports kibibytes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 if __name__ == "__main__":

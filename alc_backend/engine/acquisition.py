@@ -31,10 +31,18 @@ from __future__ import annotations
 from typing import Literal, get_args
 
 import numpy as np
+import torch
 from cleanlab.segmentation.rank import get_label_quality_scores
 
 from alc_backend import IGNORE_INDEX
-from alc_backend.engine.pool import check_probs, class_argmax, representative_indices, unit_columns
+from alc_backend.engine.arrays import Array, as_tensor, like
+from alc_backend.engine.pool import (
+    check_probs,
+    class_argmax,
+    column_norms,
+    cosines_to_segment_vectors,
+    representative_indices,
+)
 from alc_backend.engine.segments import Segments
 
 AcquisitionMethod = Literal["random", "entropy", "bvsb", "cil", "lcil", "sim", "classbal", "softmin", "abc", "pixbal"]
@@ -48,19 +56,24 @@ UniformOver = Literal["present", "all"]
 
 def score_superpixels(
     method: str,
-    probs: np.ndarray,
-    labels: np.ndarray,
-    superpixels: np.ndarray,
+    probs: Array,
+    labels: Array,
+    superpixels: Array,
     *,
     eps: float = 0.0,
     rng: np.random.Generator | None = None,
-    representatives: np.ndarray | None = None,
-    class_counts: np.ndarray | None = None,
-    class_weights: np.ndarray | None = None,
-    class_prior: np.ndarray | None = None,
+    representatives: Array | None = None,
+    class_counts: Array | None = None,
+    class_weights: Array | None = None,
+    class_prior: Array | None = None,
     nu: float = PIXBAL_NU,
-) -> np.ndarray:
+) -> Array:
     """Score every superpixel of one image for a correction query.
+
+    ``probs`` may be a numpy array or a torch tensor; with a tensor, every step runs on its
+    device (the other arguments are moved there) and the scores come back as a tensor there,
+    so that only ``K`` values need to leave it. ``softmin`` is the exception: cleanlab scores
+    the pixels in numpy on the host.
 
     Args:
         method: one of :data:`ACQUISITION_METHODS`.
@@ -84,52 +97,64 @@ def score_superpixels(
     if method not in ACQUISITION_METHODS:
         raise ValueError(f"unknown acquisition method {method!r}; choose from {', '.join(ACQUISITION_METHODS)}")
     check_probs(probs, superpixels)
-    if labels.shape != superpixels.shape:
-        raise ValueError(f"labels has shape {labels.shape} but superpixels has shape {superpixels.shape}")
+    if tuple(labels.shape) != tuple(superpixels.shape):
+        raise ValueError(f"labels has shape {tuple(labels.shape)} but superpixels has shape {tuple(superpixels.shape)}")
     if not 0.0 <= eps <= 1.0:
         raise ValueError(f"eps must lie in [0, 1], got {eps}")
-    segments = Segments.from_map(superpixels)
+    tensor = as_tensor(probs)
+    device = tensor.device
+    segments = Segments.from_map(superpixels, device)
     if method == "random":
-        return (rng if rng is not None else np.random.default_rng()).random(segments.k)
+        draws = (rng if rng is not None else np.random.default_rng()).random(segments.k)
+        return like(torch.from_numpy(draws).to(device), probs)
     if method == "softmin":
-        return 1.0 - softmin_label_quality(probs, labels, segments)
-    num_classes = probs.shape[0]
-    flat = probs.reshape(num_classes, -1)
+        host_probs = tensor.cpu().numpy()
+        host_labels = as_tensor(labels).cpu().numpy()
+        quality = softmin_label_quality(host_probs, host_labels, Segments.from_map(as_tensor(superpixels).cpu()))
+        return like(torch.from_numpy(1.0 - quality).to(device), probs)
+    num_classes = tensor.shape[0]
+    flat = tensor.reshape(num_classes, -1)
     if method == "classbal":
-        return class_balanced_bvsb(flat, segments, class_counts)
+        counts = None if class_counts is None else as_tensor(class_counts, device)
+        return like(class_balanced_bvsb(flat, segments, counts), probs)
     if method == "pixbal":
-        return pixel_balanced_bvsb(flat, segments, class_prior, nu)
+        prior = None if class_prior is None else as_tensor(class_prior, device)
+        return like(pixel_balanced_bvsb(flat, segments, prior, nu), probs)
 
-    unit = unit_columns(flat)
+    norms = column_norms(flat)
     if representatives is None:
-        rep_flat = representative_indices(flat, segments, unit)
+        rep_flat = representative_indices(flat, segments, norms)
     else:
-        if representatives.shape != (segments.k, 2):
-            raise ValueError(f"representatives must have shape ({segments.k}, 2), got {representatives.shape}")
-        rep_flat = representatives[:, 0] * superpixels.shape[1] + representatives[:, 1]
-    rep_probs = flat[:, rep_flat].astype(np.float64)  # (C, K)
+        if tuple(representatives.shape) != (segments.k, 2):
+            raise ValueError(f"representatives must have shape ({segments.k}, 2), got {tuple(representatives.shape)}")
+        rows_cols = as_tensor(representatives, device).to(torch.int64)
+        rep_flat = rows_cols[:, 0] * superpixels.shape[1] + rows_cols[:, 1]
+    rep_probs = flat[:, rep_flat].to(torch.float64)  # (C, K)
     if method == "entropy":
-        return -np.sum(rep_probs * np.log(np.maximum(rep_probs, 1e-12)), axis=0)
+        return like(-torch.sum(rep_probs * torch.log(rep_probs.clamp(min=1e-12)), dim=0), probs)
     if method == "bvsb":
-        return bvsb_ratio(rep_probs)
-    not_confident = 1.0 - label_confidence(probs, labels).ravel()  # (N,)
+        return like(bvsb_ratio(rep_probs), probs)
+    label_map = as_tensor(labels, device)
+    not_confident = 1.0 - label_confidence(tensor, label_map).reshape(-1)  # (N,)
     if method == "abc":
         if class_weights is None:
-            class_weights = abc_class_weights(label_pixel_counts(labels, num_classes))
-        if class_weights.shape != (num_classes,):
-            raise ValueError(f"class_weights must have shape ({num_classes},), got {class_weights.shape}")
-        not_confident = not_confident * pixel_class_weights(labels, class_weights).ravel()
+            class_weights = abc_class_weights(label_pixel_counts(label_map, num_classes).cpu().numpy())
+        if tuple(class_weights.shape) != (num_classes,):
+            raise ValueError(f"class_weights must have shape ({num_classes},), got {tuple(class_weights.shape)}")
+        not_confident = not_confident * pixel_class_weights(label_map, as_tensor(class_weights, device)).reshape(-1)
     if method == "cil":
-        return not_confident[rep_flat].astype(np.float64)
+        return like(not_confident[rep_flat].to(torch.float64), probs)
 
-    similarity = np.einsum("cn,cn->n", unit, unit[:, rep_flat][:, segments.ids])
-    in_region = similarity >= eps
+    similarity = cosines_to_segment_vectors(flat, norms, flat[:, rep_flat], segments)
     if method == "lcil":
-        return segments.sum(not_confident * in_region) / segments.sum(in_region.astype(np.float64))
-    return segments.sum(similarity * not_confident * in_region)  # sim, abc
+        in_region = (similarity >= eps).to(torch.float64)
+        return like(segments.sum(not_confident * in_region) / segments.sum(in_region), probs)
+    if eps > 0.0:
+        similarity = similarity * (similarity >= eps)
+    return like(segments.sum(similarity * not_confident), probs)  # sim, abc
 
 
-def label_confidence(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def label_confidence(probs: Array, labels: Array) -> Array:
     """``f(y_x; x)``: the probability the model gives each pixel's current label.
 
     Args:
@@ -137,29 +162,33 @@ def label_confidence(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
         labels: ``(H, W)`` labels, ``255`` = ignore (confidence 0).
 
     Returns:
-        ``(H, W)`` float32.
+        ``(H, W)`` float32, on ``probs``' device.
     """
-    num_classes = probs.shape[0]
-    valid = labels != IGNORE_INDEX
-    if np.any(labels[valid] >= num_classes):
+    tensor = as_tensor(probs)
+    num_classes = tensor.shape[0]
+    label_map = as_tensor(labels, tensor.device).to(torch.int64)
+    valid = label_map != IGNORE_INDEX
+    safe = torch.where(valid, label_map, 0)
+    if bool(torch.any(safe >= num_classes)):
         raise ValueError(f"labels hold values >= {num_classes} classes other than {IGNORE_INDEX}")
-    safe = np.where(valid, labels, 0).astype(np.int64)
-    confidence = np.take_along_axis(probs, safe[None], axis=0)[0]
-    return np.where(valid, confidence, 0.0).astype(np.float32)
+    confidence = torch.gather(tensor, 0, safe[None])[0].to(torch.float32)
+    return like(confidence.masked_fill_(~valid, 0.0), probs)
 
 
-def bvsb_ratio(probs: np.ndarray) -> np.ndarray:
+def bvsb_ratio(probs: torch.Tensor) -> torch.Tensor:
     """Best-versus-second-best ratio ``p2 / p1`` along axis 0 of ``(C, ...)`` probabilities."""
-    top_two = np.sort(probs, axis=0)[-2:]
-    return top_two[0] / np.maximum(top_two[1], 1e-12)
+    top_two = torch.topk(probs, 2, dim=0).values
+    return top_two[1] / top_two[0].clamp(min=1e-12)
 
 
-def class_balanced_bvsb(flat_probs: np.ndarray, segments: Segments, class_counts: np.ndarray | None) -> np.ndarray:
+def class_balanced_bvsb(
+    flat_probs: torch.Tensor, segments: Segments, class_counts: torch.Tensor | None
+) -> torch.Tensor:
     """``classbal``: mean ``p2/p1`` over each superpixel times ``1 / pi_{D(s)}`` (see module doc).
 
     Args:
         flat_probs: ``(C, N)`` softmax probabilities of the image's pixels.
-        segments: the superpixels, grouped.
+        segments: the superpixels, grouped, on ``flat_probs``' device.
         class_counts: ``(C,)`` superpixels per dominant predicted class, data-set wide; this
             image's own counts when ``None``.
 
@@ -167,11 +196,12 @@ def class_balanced_bvsb(flat_probs: np.ndarray, segments: Segments, class_counts
         ``(K,)`` float64 scores.
     """
     num_classes = flat_probs.shape[0]
-    dominant = segments.class_counts(class_argmax(flat_probs), num_classes).argmax(axis=1)
+    dominant = segments.class_counts(class_argmax(flat_probs), num_classes).argmax(dim=1)
     if class_counts is None:
-        class_counts = np.bincount(dominant, minlength=num_classes)
-    if class_counts.shape != (num_classes,):
-        raise ValueError(f"class_counts must have shape ({num_classes},), got {class_counts.shape}")
+        class_counts = torch.bincount(dominant, minlength=num_classes)
+    if tuple(class_counts.shape) != (num_classes,):
+        raise ValueError(f"class_counts must have shape ({num_classes},), got {tuple(class_counts.shape)}")
+    class_counts = class_counts.to(torch.float64)
     share = (class_counts + 1.0) / (class_counts.sum() + num_classes)
     return segments.mean(bvsb_ratio(flat_probs)) / share[dominant]
 
@@ -186,7 +216,7 @@ def softmin_label_quality(probs: np.ndarray, labels: np.ndarray, segments: Segme
     Args:
         probs: ``(C, H, W)`` softmax probabilities.
         labels: ``(H, W)`` labels, 255 = ignore (quality 0).
-        segments: the superpixels, grouped.
+        segments: the superpixels, grouped, on the CPU.
 
     Returns:
         ``(K,)`` float64, lower = label more likely wrong.
@@ -201,17 +231,18 @@ def softmin_label_quality(probs: np.ndarray, labels: np.ndarray, segments: Segme
     return segments.sum(quality * weights) / segments.sum(weights)
 
 
-def label_pixel_counts(labels: np.ndarray, num_classes: int, include: np.ndarray | None = None) -> np.ndarray:
+def label_pixel_counts(labels: Array, num_classes: int, include: Array | None = None) -> Array:
     """``(C,)`` int64 number of pixels per label in ``(H, W)`` ``labels``; 255 is not counted.
 
     ``include``, an ``(H, W)`` bool mask, restricts the count to its pixels (ABC counts only the
     superpixels nobody has answered yet).
     """
-    values = labels if include is None else labels[include]
-    values = values[values != IGNORE_INDEX].astype(np.int64)
-    if values.size and int(values.max()) >= num_classes:
+    label_map = as_tensor(labels).to(torch.int64)
+    values = label_map if include is None else label_map[as_tensor(include, label_map.device).to(torch.bool)]
+    values = values[values != IGNORE_INDEX]
+    if values.numel() and int(values.max()) >= num_classes:
         raise ValueError(f"labels hold values >= {num_classes} classes other than {IGNORE_INDEX}")
-    return np.bincount(values, minlength=num_classes)
+    return like(torch.bincount(values, minlength=num_classes), labels)
 
 
 def abc_class_weights(counts: np.ndarray, uniform_over: UniformOver = "present") -> np.ndarray:
@@ -247,23 +278,26 @@ def abc_class_weights(counts: np.ndarray, uniform_over: UniformOver = "present")
     return weights
 
 
-def pixel_class_weights(labels: np.ndarray, class_weights: np.ndarray) -> np.ndarray:
+def pixel_class_weights(labels: Array, class_weights: Array) -> Array:
     """``(H, W)`` float64 weight ``w(y_x)`` of each pixel's label; 255 (no label) weighs 1."""
-    num_classes = class_weights.shape[0]
-    valid = labels != IGNORE_INDEX
-    if np.any(labels[valid] >= num_classes):
+    label_map = as_tensor(labels).to(torch.int64)
+    weights = as_tensor(class_weights, label_map.device).to(torch.float64)
+    num_classes = weights.shape[0]
+    valid = label_map != IGNORE_INDEX
+    safe = torch.where(valid, label_map, 0)
+    if bool(torch.any(safe >= num_classes)):
         raise ValueError(f"labels hold values >= {num_classes} classes other than {IGNORE_INDEX}")
-    return np.where(valid, class_weights[np.where(valid, labels, 0)], 1.0)
+    return like(torch.where(valid, weights[safe], 1.0), labels)
 
 
 def pixel_balanced_bvsb(
-    flat_probs: np.ndarray, segments: Segments, class_prior: np.ndarray | None, nu: float
-) -> np.ndarray:
+    flat_probs: torch.Tensor, segments: Segments, class_prior: torch.Tensor | None, nu: float
+) -> torch.Tensor:
     """``pixbal``: mean over each superpixel of ``(p2/p1)(x) / (1 + nu P(c_1(x)))^2`` (see module doc).
 
     Args:
         flat_probs: ``(C, N)`` softmax probabilities of the image's pixels.
-        segments: the superpixels, grouped.
+        segments: the superpixels, grouped, on ``flat_probs``' device.
         class_prior: ``(C,)`` mean softmax over the data set; this image's own when ``None``.
         nu: class-balancing strength, ``>= 0``.
 
@@ -274,8 +308,8 @@ def pixel_balanced_bvsb(
     if nu < 0:
         raise ValueError(f"nu must be >= 0, got {nu}")
     if class_prior is None:
-        class_prior = flat_probs.mean(axis=1, dtype=np.float64)
-    if class_prior.shape != (num_classes,):
-        raise ValueError(f"class_prior must have shape ({num_classes},), got {class_prior.shape}")
-    balance = (1.0 + nu * class_prior[class_argmax(flat_probs)]) ** -2
+        class_prior = flat_probs.to(torch.float64).mean(dim=1)
+    if tuple(class_prior.shape) != (num_classes,):
+        raise ValueError(f"class_prior must have shape ({num_classes},), got {tuple(class_prior.shape)}")
+    balance = (1.0 + nu * class_prior.to(torch.float64)[class_argmax(flat_probs)]) ** -2
     return segments.mean(bvsb_ratio(flat_probs) * balance)

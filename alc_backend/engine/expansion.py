@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
+from alc_backend.engine.arrays import Array, as_tensor
 from alc_backend.engine.pool import unit_columns
 
 
 def expansion_region(
-    probs: np.ndarray | None,
+    probs: Array | None,
     superpixels: np.ndarray,
     superpixel_id: int,
     representative: tuple[int, int],
@@ -20,7 +22,8 @@ def expansion_region(
     superpixel, since the cosine of two probability vectors is never negative.
 
     Args:
-        probs: ``(C, H, W)`` softmax probabilities; may be ``None`` when ``eps = 0``.
+        probs: ``(C, H, W)`` softmax probabilities, numpy or a tensor on any device (only the
+            superpixel's similarities leave it); may be ``None`` when ``eps = 0``.
         superpixels: ``(H, W)`` ids.
         superpixel_id: the superpixel to expand in.
         representative: ``(row, col)`` of its representative pixel, inside the superpixel.
@@ -40,11 +43,11 @@ def expansion_region(
     if probs is None:
         raise ValueError("expansion with eps > 0 needs the model's probabilities")
     rows, cols = np.nonzero(member)
-    unit = unit_columns(probs[:, rows, cols])  # (C, n)
-    rep_unit = unit_columns(probs[:, row, col][:, None])  # (C, 1)
-    similarity = (rep_unit * unit).sum(axis=0)
+    tensor = as_tensor(probs)
+    pixels = tensor[:, torch.from_numpy(rows).to(tensor.device), torch.from_numpy(cols).to(tensor.device)]
+    similarity = (unit_columns(tensor[:, row, col][:, None]) * unit_columns(pixels)).sum(dim=0)  # (n,)
     region = np.zeros_like(member)
-    region[rows, cols] = similarity >= eps - 1e-6
+    region[rows, cols] = (similarity >= eps - 1e-6).cpu().numpy()
     region[row, col] = True
     return region
 

@@ -37,14 +37,15 @@ def majority_per_superpixel(labels: np.ndarray, superpixels: np.ndarray) -> np.n
     if not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"labels must be integer class indices, got dtype {labels.dtype}")
     segments = Segments.from_map(superpixels)
+    ids = superpixels.ravel().astype(np.int64)
     flat = labels.ravel().astype(np.int64)
     if flat.size and (flat.min() < 0 or flat.max() > IGNORE_INDEX):
         raise ValueError(f"labels must lie in 0..{IGNORE_INDEX}, got values {flat.min()}..{flat.max()}")
     known = flat != IGNORE_INDEX
     num_classes = int(flat[known].max()) + 1 if known.any() else 1
-    counts = np.bincount(
-        segments.ids[known].astype(np.int64) * num_classes + flat[known], minlength=segments.k * num_classes
-    ).reshape(segments.k, num_classes)
+    counts = np.bincount(ids[known] * num_classes + flat[known], minlength=segments.k * num_classes).reshape(
+        segments.k, num_classes
+    )
     majority = counts.argmax(axis=1).astype(np.uint8)
     majority[counts.sum(axis=1) == 0] = IGNORE_INDEX
     return majority[superpixels]

@@ -21,6 +21,9 @@ from types import MappingProxyType
 from typing import Any, Literal, cast, get_args
 
 import numpy as np
+import torch
+
+from alc_backend.engine.arrays import Array, as_tensor, to_host
 
 QueryKind = Literal["correction", "multiclass"]
 QUERY_KINDS: tuple[QueryKind, ...] = cast("tuple[QueryKind, ...]", get_args(QueryKind))
@@ -241,20 +244,24 @@ def queries_within(seconds: np.ndarray, budget: float) -> int:
     return int(np.searchsorted(spent, budget + 1e-9, side="right"))
 
 
-def predicted_class_shares(predicted: np.ndarray, superpixels: np.ndarray, num_classes: int) -> np.ndarray:
+def predicted_class_shares(predicted: Array, superpixels: Array, num_classes: int) -> np.ndarray:
     """``(K, C)`` share of each superpixel's pixels the model predicts as each class (rows sum to 1).
+
+    Counted on ``predicted``'s device (numpy: the CPU); only the ``(K, C)`` shares come back.
 
     Args:
         predicted: ``(H, W)`` int, the model's class per pixel, in ``0..num_classes-1``.
         superpixels: ``(H, W)`` int ids ``0..K-1``, each covering at least one pixel.
         num_classes: ``C``.
     """
-    if predicted.shape != superpixels.shape:
-        raise ValueError(f"predicted is {predicted.shape} but superpixels is {superpixels.shape}")
-    count = int(superpixels.max()) + 1
-    pairs = superpixels.astype(np.int64).ravel() * num_classes + predicted.astype(np.int64).ravel()
-    counts = np.bincount(pairs, minlength=count * num_classes).reshape(count, num_classes).astype(np.float64)
-    return counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
+    if tuple(predicted.shape) != tuple(superpixels.shape):
+        raise ValueError(f"predicted is {tuple(predicted.shape)} but superpixels is {tuple(superpixels.shape)}")
+    classes = as_tensor(predicted).to(torch.int64).reshape(-1)
+    ids = as_tensor(superpixels, classes.device).to(torch.int64).reshape(-1)
+    count = int(ids.max()) + 1
+    counts = torch.bincount(ids * num_classes + classes, minlength=count * num_classes).reshape(count, num_classes)
+    counts = counts.to(torch.float64)
+    return to_host(counts / counts.sum(dim=1, keepdim=True).clamp(min=1.0))
 
 
 def prefer_multiclass(

@@ -1,14 +1,18 @@
-"""Per-superpixel reductions over flattened pixel arrays.
+"""Per-superpixel reductions over flattened pixel arrays, on numpy arrays or torch tensors.
 
-:class:`Segments` checks a superpixel map once and sorts its pixels by id; per-superpixel sums
-are ``bincount`` passes and per-superpixel argmaxima ``reduceat`` passes over the sorted pixels.
+:class:`Segments` checks a superpixel map once and keeps its ids as a tensor on the map's
+device; per-superpixel sums are ``index_add`` passes and per-superpixel argmaxima two
+``scatter_reduce`` passes. Each reduction returns the kind of array it was given (see
+:mod:`alc_backend.engine.arrays`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
+import torch
+
+from alc_backend.engine.arrays import Array, as_tensor, like
 
 
 @dataclass(frozen=True)
@@ -16,62 +20,80 @@ class Segments:
     """The pixels of a superpixel map grouped by id.
 
     Attributes:
-        ids: ``(N,)`` superpixel id of each pixel, raster order.
-        order: ``(N,)`` pixel indices sorted by id (stable: raster order within a superpixel).
-        starts: ``(K,)`` position in ``order`` where each superpixel's pixels begin.
-        counts: ``(K,)`` pixels per superpixel, all ``>= 1``.
+        ids: ``(N,)`` int64 tensor, superpixel id of each pixel in raster order, on the map's device.
+        counts: ``(K,)`` int64 tensor, pixels per superpixel, all ``>= 1``.
     """
 
-    ids: np.ndarray
-    order: np.ndarray
-    starts: np.ndarray
-    counts: np.ndarray
+    ids: torch.Tensor
+    counts: torch.Tensor
 
     @classmethod
-    def from_map(cls, superpixels: np.ndarray) -> Segments:
-        """Group the pixels of an ``(H, W)`` map with ids ``0..K-1`` (checked)."""
-        if superpixels.ndim != 2:
-            raise ValueError(f"superpixels must be an (H, W) array, got shape {superpixels.shape}")
-        if not np.issubdtype(superpixels.dtype, np.integer):
+    def from_map(cls, superpixels: Array, device: torch.device | None = None) -> Segments:
+        """Group the pixels of an ``(H, W)`` map with ids ``0..K-1`` (checked), on ``device`` (default: the map's)."""
+        ids = as_tensor(superpixels, device)
+        if ids.ndim != 2:
+            raise ValueError(f"superpixels must be an (H, W) array, got shape {tuple(ids.shape)}")
+        if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
             raise ValueError(f"superpixel ids must be integers, got dtype {superpixels.dtype}")
-        if superpixels.size == 0:
+        if ids.numel() == 0:
             raise ValueError("superpixels is empty")
-        if int(superpixels.min()) < 0:
+        ids = ids.reshape(-1).to(torch.int64)
+        if int(ids.min()) < 0:
             raise ValueError("superpixel ids must be >= 0")
-        ids = superpixels.ravel()
-        counts = np.bincount(ids)
-        empty = np.flatnonzero(counts == 0)
-        if empty.size:
+        counts = torch.bincount(ids)
+        empty = torch.nonzero(counts == 0).reshape(-1)
+        if empty.numel():
             raise ValueError(
                 f"superpixel ids must be contiguous 0..K-1; ids {empty[:5].tolist()} cover no pixel "
                 "(relabel with alc_backend.engine.superpixels.relabel_sequential)"
             )
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        return cls(ids=ids, order=np.argsort(ids, kind="stable"), starts=starts, counts=counts)
+        return cls(ids=ids, counts=counts)
 
     @property
     def k(self) -> int:
         """Number of superpixels."""
-        return int(self.counts.size)
+        return int(self.counts.numel())
 
-    def sum(self, values: np.ndarray) -> np.ndarray:
+    @property
+    def device(self) -> torch.device:
+        """The device the ids live on, where every reduction runs."""
+        return self.ids.device
+
+    def sum(self, values: Array) -> Array:
         """Sum of ``(N,)`` or ``(D, N)`` per-pixel values per superpixel: ``(K,)`` or ``(K, D)`` float64."""
-        if values.ndim == 1:
-            return np.bincount(self.ids, weights=values, minlength=self.k)
-        return np.stack([np.bincount(self.ids, weights=row, minlength=self.k) for row in values], axis=1)
+        return like(self._sum(as_tensor(values, self.device)), values)
 
-    def mean(self, values: np.ndarray) -> np.ndarray:
-        """Mean of ``(N,)`` values per superpixel: ``(K,)`` float64."""
-        return self.sum(values) / self.counts
+    def mean(self, values: Array) -> Array:
+        """Mean of ``(N,)`` or ``(D, N)`` values per superpixel: ``(K,)`` or ``(K, D)`` float64."""
+        sums = self._sum(as_tensor(values, self.device))
+        counts = self.counts.to(torch.float64)
+        return like(sums / (counts if sums.ndim == 1 else counts[:, None]), values)
 
-    def argmax(self, values: np.ndarray) -> np.ndarray:
-        """Flat pixel index of the largest of ``(N,)`` values in each superpixel; ties: first in raster order."""
-        ordered = values[self.order]
-        best = np.maximum.reduceat(ordered, self.starts)
-        is_best = np.flatnonzero(ordered == np.repeat(best, self.counts))
-        return self.order[is_best[np.searchsorted(is_best, self.starts)]]
+    def argmax(self, values: Array) -> Array:
+        """Flat pixel index of the largest of ``(N,)`` values in each superpixel; ties: first in raster order.
 
-    def class_counts(self, classes: np.ndarray, num_classes: int) -> np.ndarray:
+        Returns ``(K,)`` int64.
+        """
+        tensor = as_tensor(values, self.device)
+        best = torch.empty(self.k, dtype=tensor.dtype, device=self.device)
+        best = best.scatter_reduce(0, self.ids, tensor, "amax", include_self=False)
+        positions = torch.arange(tensor.numel(), device=self.device)
+        candidates = torch.where(tensor == best[self.ids], positions, tensor.numel())
+        first = torch.full((self.k,), tensor.numel(), dtype=torch.int64, device=self.device)
+        return like(first.scatter_reduce(0, self.ids, candidates, "amin", include_self=True), values)
+
+    def class_counts(self, classes: Array, num_classes: int) -> Array:
         """``(K, num_classes)`` int64 count of each class in ``(N,)`` ``classes`` per superpixel."""
-        flat = self.ids.astype(np.int64) * num_classes + classes.astype(np.int64)
-        return np.bincount(flat, minlength=self.k * num_classes).reshape(self.k, num_classes)
+        flat = self.ids * num_classes + as_tensor(classes, self.device).to(torch.int64)
+        counts = torch.bincount(flat, minlength=self.k * num_classes).reshape(self.k, num_classes)
+        return like(counts, classes)
+
+    def _sum(self, values: torch.Tensor) -> torch.Tensor:
+        """:meth:`sum` of a tensor on this device."""
+        values = values.to(torch.float64)
+        if values.ndim == 1:
+            return torch.zeros(self.k, dtype=torch.float64, device=self.device).index_add_(0, self.ids, values)
+        sums = torch.zeros(values.shape[0], self.k, dtype=torch.float64, device=self.device)
+        for row_sum, row in zip(sums, values, strict=True):
+            row_sum.index_add_(0, self.ids, row)
+        return sums.T

@@ -28,7 +28,7 @@ def pixel_features(kind: FeatureKind, probs: np.ndarray, decoder: np.ndarray | N
 def superpixel_means(features: np.ndarray, segments: Segments) -> np.ndarray:
     """``(K, D)`` float32 mean of ``(D, H, W)`` features over each superpixel."""
     flat = features.reshape(features.shape[0], -1)
-    return (segments.sum(flat) / segments.counts[:, None]).astype(np.float32)
+    return segments.mean(flat).astype(np.float32)
 
 
 def majority_labels(labels: np.ndarray, segments: Segments) -> np.ndarray:

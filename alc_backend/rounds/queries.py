@@ -19,9 +19,10 @@ import torch
 
 from alc_backend import IGNORE_INDEX
 from alc_backend.engine.acquisition import abc_class_weights, label_confidence, label_pixel_counts, score_superpixels
+from alc_backend.engine.arrays import as_tensor, to_host
 from alc_backend.engine.audit import interleaved_ranks
 from alc_backend.engine.expansion import expansion_region
-from alc_backend.engine.pool import dominant_classes, region_representative, representative_pixels
+from alc_backend.engine.pool import class_argmax, dominant_classes, region_representative, representative_pixels
 from alc_backend.engine.query_cost import (
     PAPER_COST_MODEL,
     CostModel,
@@ -29,10 +30,11 @@ from alc_backend.engine.query_cost import (
     prefer_multiclass,
     queries_within,
 )
+from alc_backend.engine.segments import Segments
 from alc_backend.rounds.audits import Proposal
 from alc_backend.rounds.images import Query, QueryKind, RoundImages, flat_runs
 from alc_backend.rounds.settings import RoundSettings
-from alc_backend.rounds.training import probabilities
+from alc_backend.rounds.training import device_probabilities
 
 
 @dataclass(frozen=True)
@@ -115,15 +117,16 @@ def choose_queries(
     parts: list[tuple[np.ndarray, ...]] = []
     representatives: dict[str, np.ndarray] = {}
     image_scores: dict[str, float] = {}
-    for image_index, (key, probs) in enumerate(probabilities(images, model, keys, settings)):
+    for image_index, (key, probs) in enumerate(device_probabilities(images, model, keys, settings)):
         superpixels = images.superpixels(key)
         labels = images.labels(key)
-        representatives[key] = representative_pixels(probs, superpixels)
+        superpixel_map, label_map = as_tensor(superpixels, probs.device), as_tensor(labels, probs.device)
+        representatives[key] = to_host(representative_pixels(probs, superpixel_map))
         scores = score_superpixels(
             acquisition,
             probs,
-            labels,
-            superpixels,
+            label_map,
+            superpixel_map,
             eps=settings.eps,
             rng=rng,
             representatives=representatives[key],
@@ -132,19 +135,21 @@ def choose_queries(
             class_prior=prior,
             nu=settings.pixbal_nu,
         )
-        labelled = labels != IGNORE_INDEX
-        image_scores[key] = float(label_confidence(probs, labels)[labelled].mean()) if labelled.any() else 0.0
+        scores = to_host(scores)
+        labelled = label_map != IGNORE_INDEX
+        confidence = label_confidence(probs, label_map)
+        image_scores[key] = float(confidence[labelled].mean()) if bool(labelled.any()) else 0.0
         is_open = np.ones(scores.size, dtype=bool)
         closed = asked[key] | {s for image, s in claimed if image == key}
         is_open[[s for s in sorted(closed) if s < scores.size]] = False  # ids of older superpixels may be gone
         ids = np.flatnonzero(is_open)
-        predicted = probs.argmax(axis=0)
-        shares = predicted_class_shares(predicted, superpixels, probs.shape[0])
+        predicted = class_argmax(probs.reshape(probs.shape[0], -1)).reshape(label_map.shape)
+        shares = predicted_class_shares(predicted, superpixel_map, probs.shape[0])
         predicted_counts = (shares > 0).sum(axis=1)
-        multiclass = _asks_multiclass(settings, cost_model, shares, predicted, labels, superpixels)
+        multiclass = _asks_multiclass(settings, cost_model, shares, predicted, label_map, superpixel_map)
         parts.append((np.full(ids.size, image_index), ids, scores[ids], predicted_counts[ids], multiclass[ids]))
         for index in targets.get(key, []):
-            audit_queries[index] = _audit_query(audits[index], probs, labels, superpixels, audit_rng)
+            audit_queries[index] = _audit_query(audits[index], probs, predicted, labels, superpixels, audit_rng)
             audit_seconds[index] = cost_model.seconds("correction", audit_queries[index].predicted_classes)
     pool = _pool(parts, representatives)
     chosen_audits = [audit_queries[index] for index in sorted(audit_queries)]
@@ -163,21 +168,21 @@ def _asks_multiclass(
     settings: RoundSettings,
     cost_model: CostModel,
     shares: np.ndarray,
-    predicted: np.ndarray,
-    labels: np.ndarray,
-    superpixels: np.ndarray,
+    predicted: torch.Tensor,
+    labels: torch.Tensor,
+    superpixels: torch.Tensor,
 ) -> np.ndarray:
     """``(K,)`` bool: which superpixels of one image the method would ask a multi-class query.
 
     ``shares`` is ``(K, C)``, each superpixel's predicted class shares; ``predicted``,
-    ``labels`` and ``superpixels`` the image's ``(H, W)`` maps.
+    ``labels`` and ``superpixels`` the image's ``(H, W)`` maps on the model's device.
     """
     count = shares.shape[0]
     if settings.query != "auto":
         return np.full(count, settings.query == "multiclass")
-    sizes = np.bincount(superpixels.ravel(), minlength=count)
-    agree = np.bincount(superpixels.ravel(), weights=(labels == predicted).ravel(), minlength=count)
-    return prefer_multiclass(shares, agree / np.maximum(sizes, 1), cost_model, settings.multiclass_accuracy)
+    segments = Segments.from_map(superpixels)
+    agreement = to_host(segments.mean((labels.to(torch.int64) == predicted).reshape(-1)))
+    return prefer_multiclass(shares, agreement, cost_model, settings.multiclass_accuracy)
 
 
 def _pool(parts: list[tuple[np.ndarray, ...]], representatives: dict[str, np.ndarray]) -> ScoredPool:
@@ -217,8 +222,8 @@ def _region_queries(
     made: dict[int, Query] = {}
     with_probs = settings.eps > 0 and not pool.multiclass[chosen].all()
     ordered = [key for key in keys if key in by_image]
-    probs_of = probabilities(images, model, ordered, settings) if with_probs else ((key, None) for key in ordered)
-    for key, probs in probs_of:
+    no_probs = ((key, None) for key in ordered)
+    for key, probs in device_probabilities(images, model, ordered, settings) if with_probs else no_probs:
         superpixels = images.superpixels(key)
         labels = images.labels(key)
         for entry in by_image[key]:
@@ -243,7 +248,12 @@ def _region_queries(
 
 
 def _audit_query(
-    target: Proposal, probs: np.ndarray, labels: np.ndarray, superpixels: np.ndarray, rng: np.random.Generator
+    target: Proposal,
+    probs: torch.Tensor,
+    predicted: torch.Tensor,
+    labels: np.ndarray,
+    superpixels: np.ndarray,
+    rng: np.random.Generator,
 ) -> Query:
     """The audit of ``target``'s change, its class proposed.
 
@@ -252,6 +262,7 @@ def _audit_query(
     drawn at random: the pixels such a change touches are not alike (boundaries, small
     objects), and its most typical pixel is the one most likely right, so only a random one
     makes the audited share an unbiased estimate of the share of changed pixels that are right.
+    ``probs`` ``(C, H, W)`` and ``predicted`` ``(H, W)`` are the model's, on its device.
     """
     record = target.record
     region = np.zeros(labels.shape, dtype=bool)
@@ -274,7 +285,7 @@ def _audit_query(
         kind="audit",
         corrector=record.corrector,
         audited_round=record.round,
-        predicted_classes=int(np.unique(probs.argmax(axis=0)[region]).size),
+        predicted_classes=int(torch.unique(predicted[as_tensor(region, predicted.device)]).numel()),
     )
 
 
@@ -306,13 +317,16 @@ def _abc_weights(
 def _class_statistics(
     images: RoundImages, model: torch.nn.Module, keys: list[str], settings: RoundSettings
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(C,)`` mean softmax over every pixel (PixBal's prior) and ``(C,)`` superpixels per dominant class."""
+    """``(C,)`` mean softmax over every pixel (PixBal's prior) and ``(C,)`` superpixels per dominant class.
+
+    Each image's map is reduced on the model's device; only ``C`` values per image reach the host.
+    """
     num_classes = images.num_classes
     total = np.zeros(num_classes)
     counts = np.zeros(num_classes, dtype=np.int64)
     pixels = 0
-    for key, probs in probabilities(images, model, keys, settings):
-        total += probs.reshape(num_classes, -1).sum(axis=1, dtype=np.float64)
+    for key, probs in device_probabilities(images, model, keys, settings):
+        total += to_host(probs.reshape(num_classes, -1).to(torch.float64).sum(dim=1))
         pixels += probs.shape[1] * probs.shape[2]
-        counts += np.bincount(dominant_classes(probs, images.superpixels(key)), minlength=num_classes)
+        counts += np.bincount(to_host(dominant_classes(probs, images.superpixels(key))), minlength=num_classes)
     return total / max(pixels, 1), counts

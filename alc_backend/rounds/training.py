@@ -12,7 +12,7 @@ from alc_backend.rounds.images import RoundImages, TrainingImages, VerifiedTrain
 from alc_backend.rounds.settings import RoundSettings
 from alc_backend.training.device import pick_device
 from alc_backend.training.encoder_weights import RANDOM_WEIGHTS
-from alc_backend.training.inference import iter_probs, iter_probs_and_features
+from alc_backend.training.inference import iter_device_probs, iter_probs, iter_probs_and_features
 from alc_backend.training.model import ModelConfig, default_encoder
 from alc_backend.training.partial_losses import PartialLossWeights
 from alc_backend.training.trainer import TrainConfig, train_model
@@ -63,6 +63,14 @@ def probabilities(
     """``(key, (C, H, W) float32 probabilities)`` for ``keys``, one image at a time."""
     pairs = ((key, images.image(key)) for key in keys)
     return iter_probs(model, pairs, settings.image_size, pick_device(settings.device))
+
+
+def device_probabilities(
+    images: RoundImages, model: torch.nn.Module, keys: Sequence[str], settings: RoundSettings
+) -> Iterator[tuple[str, torch.Tensor]]:
+    """``(key, (C, H, W) float32 probabilities)`` for ``keys``, one image at a time, on the model's device."""
+    pairs = ((key, images.image(key)) for key in keys)
+    return iter_device_probs(model, pairs, settings.image_size, pick_device(settings.device))
 
 
 def probabilities_and_features(

@@ -14,7 +14,14 @@ from alc_backend.training.transforms import image_to_tensor, resize_image, scale
 
 
 def predict_probs(model: torch.nn.Module, image: np.ndarray, image_size: int, device: torch.device) -> np.ndarray:
-    """Return the softmax class probabilities (C, H, W) float32 of an (H, W, 3) uint8 image.
+    """Return :func:`predict_device_probs`'s probabilities (C, H, W) float32, copied to the host."""
+    return predict_device_probs(model, image, image_size, device).cpu().numpy()
+
+
+def predict_device_probs(
+    model: torch.nn.Module, image: np.ndarray, image_size: int, device: torch.device
+) -> torch.Tensor:
+    """Return the softmax class probabilities (C, H, W) float32 of an (H, W, 3) uint8 image, on ``device``.
 
     The image is resized so its longer side is ``image_size`` px (aspect ratio kept),
     padded at the bottom and right to a multiple of 16 px with 0 (the ImageNet mean colour
@@ -25,8 +32,7 @@ def predict_probs(model: torch.nn.Module, image: np.ndarray, image_size: int, de
     """
     with _eval_mode(model), torch.inference_mode():
         logits, _, size = _run_network(model, image, image_size, device)
-        probs = _probs(logits, size, image.shape)
-    return probs.cpu().numpy()
+        return _probs(logits, size, image.shape)
 
 
 def predict_probs_and_features(
@@ -61,6 +67,21 @@ def iter_probs(
     """
     for key, image in images:
         yield key, predict_probs(model, image, image_size, device)
+
+
+def iter_device_probs(
+    model: torch.nn.Module,
+    images: Iterable[tuple[str, np.ndarray]],
+    image_size: int,
+    device: torch.device,
+) -> Iterator[tuple[str, torch.Tensor]]:
+    """Yield ``(key, predict_device_probs(model, image, ...))`` for each ``(key, image)`` in turn.
+
+    Like :func:`iter_probs`, but the probability map (C, H, W) stays on ``device``: scoring it
+    there means only per-superpixel values have to reach the host.
+    """
+    for key, image in images:
+        yield key, predict_device_probs(model, image, image_size, device)
 
 
 def iter_probs_and_features(
