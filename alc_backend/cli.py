@@ -53,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     synthetic.add_argument("--val-fraction", type=float, default=0.2, help="share of images in val.txt (default 0.2)")
     synthetic.set_defaults(handler=run_make_synthetic)
 
+    label_config = commands.add_parser(
+        "label-config", help="print an image project's labeling config for a data set's classes.txt"
+    )
+    label_config.add_argument("data", type=Path, help="data set folder holding classes.txt")
+    label_config.set_defaults(handler=run_label_config)
+
     simulate = commands.add_parser("simulate", help="benchmark acquisition methods with a simulated annotator")
     simulate.add_argument("data", type=Path, help="data set folder (VOC layout with pseudo/)")
     add_simulation_arguments(simulate)
@@ -241,6 +247,14 @@ def run_make_synthetic(args: argparse.Namespace) -> int:
 
     dataset = make_synthetic(args.out, args.images, args.seed, size=args.size, val_fraction=args.val_fraction)
     print(f"wrote {len(dataset.train_names)} training and {len(dataset.val_names)} held-out images to {args.out}")
+    return 0
+
+
+def run_label_config(args: argparse.Namespace) -> int:
+    from alc_backend.data.dataset import read_class_names
+    from alc_backend.labelstudio.config import image_label_config
+
+    print(image_label_config(read_class_names(args.data / "classes.txt")), end="")
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +13,15 @@ import numpy as np
 import pytest
 from labelstudio_venv import ensure_label_studio_venv
 
+from alc_backend.cli import main as cli
 from alc_backend.labelstudio.config import (
+    DISTINCT_COLOURS,
     MULTICLASS_QUESTION,
     QUESTION,
     ImageProjectConfig,
     LabelConfigError,
+    class_colours,
+    image_label_config,
     parse_image_config,
     parse_query_config,
     project_kind,
@@ -397,6 +402,35 @@ def test_query_config_template_round_trip() -> None:
     assert project_kind(xml) == "query"
     with pytest.raises(LabelConfigError, match="duplicate label 'road'"):
         query_label_config(["road", "road"])
+
+
+def test_image_config_round_trips_its_classes_in_order_each_in_its_own_colour() -> None:
+    names = ["background", "road", 'car & "truck"', "<sign>"]
+    xml = image_label_config(names)
+    config = parse_image_config(xml)
+    assert config == ImageProjectConfig("image", "image", "tag", tuple(names))
+    assert project_kind(xml) == "image"
+    backgrounds = [label.get("background") for label in ET.fromstring(xml).iter("Label")]
+    assert backgrounds == ["#f3c300", "#875692", "#f38400", "#a1caf1"]
+    with pytest.raises(LabelConfigError, match="a project needs at least 2 classes, got 1: road"):
+        image_label_config(["road"])
+
+
+def test_class_colours_stay_distinct_past_the_fixed_palette() -> None:
+    assert class_colours(3) == DISTINCT_COLOURS[:3]
+    many = class_colours(255)
+    assert len(set(many)) == 255 and many[:20] == DISTINCT_COLOURS
+    assert all(len(colour) == 7 and int(colour[1:], 16) >= 0 for colour in many)
+    with pytest.raises(ValueError, match=r"count must lie in 0\.\.255, got 256"):
+        class_colours(256)
+
+
+def test_label_config_command_prints_the_data_sets_classes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "classes.txt").write_text("background\nroad\n\ncar\n")
+    assert cli(["label-config", str(tmp_path)]) == 0
+    assert parse_image_config(capsys.readouterr().out).class_names == ("background", "road", "car")
+    assert cli(["label-config", str(tmp_path / "missing")]) == 2
+    assert f"{tmp_path / 'missing' / 'classes.txt'} does not exist" in capsys.readouterr().err
 
 
 def test_query_config_needs_its_labels() -> None:

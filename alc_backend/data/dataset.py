@@ -75,7 +75,7 @@ class SegmentationDataset:
             raise DatasetError(f"data set root {root} does not exist or is not a folder")
         names = _image_names(root / "images")
         _check_label_folder(root / "masks", names, what="mask")
-        classes = _read_classes(root / "classes.txt")
+        classes = read_class_names(root / "classes.txt")
         val = _read_val(root / "val.txt", names)
         has_pseudo = (root / "pseudo").is_dir()
         if has_pseudo:
@@ -232,7 +232,7 @@ def _check_label_folder(folder: Path, names: Iterable[str], what: str) -> None:
         )
 
 
-def _read_classes(path: Path) -> tuple[str, ...]:
+def read_class_names(path: Path) -> tuple[str, ...]:
     """Class names from ``classes.txt``: one per non-blank line, 2..MAX_CLASSES, unique."""
     if not path.is_file():
         raise DatasetError(f"{path} does not exist (expected one class name per line)")

@@ -7,10 +7,13 @@ read-only key point (``<KeyPointLabels>``) and one ``<Choices>`` with a choice p
 every class present in the region: a correction query or an audit arrives with its class ticked, a multi-class query
 with none. ``query_label_config`` writes that config; ``parse_query_config`` reads it back. Tag names are
 case-sensitive, as in Label Studio; other tags (``<Header>``, ``<Text>``...) are ignored.
+``image_label_config`` writes an image project's config for a data set's classes, each in a colour
+of its own (``class_colours``).
 """
 
 from __future__ import annotations
 
+import colorsys
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +35,32 @@ MULTICLASS_QUESTION = "Tick every class present in the highlighted region (leave
 
 _IMAGE_PROJECT = "alc-backend serves Image + BrushLabels projects"
 _QUERY_PROJECT = "a query project has one Image, BrushLabels, KeyPointLabels and Choices each (see query_label_config)"
+
+
+DISTINCT_COLOURS = (
+    "#f3c300",
+    "#875692",
+    "#f38400",
+    "#a1caf1",
+    "#be0032",
+    "#c2b280",
+    "#848482",
+    "#008856",
+    "#e68fac",
+    "#0067a5",
+    "#f99379",
+    "#604e97",
+    "#f6a600",
+    "#b3446c",
+    "#dcd300",
+    "#882d17",
+    "#8db600",
+    "#654522",
+    "#e25822",
+    "#2b3d26",
+)
+"""Kenneth Kelly's colours of maximum contrast (1965), without white and black: the first classes' colours."""
+_GOLDEN_ANGLE = 0.381966
 
 
 class LabelConfigError(ValueError):
@@ -99,6 +128,47 @@ def parse_query_config(xml: str) -> QueryProjectConfig:
     return QueryProjectConfig(
         image_name, image_key, region.attrib["name"], point.attrib["name"], answer.attrib["name"], class_names
     )
+
+
+def class_colours(count: int) -> tuple[str, ...]:
+    """``count`` pairwise different ``#rrggbb`` colours, one per class index.
+
+    The first 20 are :data:`DISTINCT_COLOURS`; further classes step round the hue circle by the
+    golden angle at alternating lightness, so neighbouring indices never look alike.
+    """
+    if not 0 <= count <= MAX_CLASSES:
+        raise ValueError(f"count must lie in 0..{MAX_CLASSES}, got {count}")
+    colours = list(DISTINCT_COLOURS[:count])
+    step = 0
+    while len(colours) < count:
+        hue = (step * _GOLDEN_ANGLE) % 1.0
+        lightness = (0.35, 0.5, 0.65)[step % 3]
+        red, green, blue = (round(255 * value) for value in colorsys.hls_to_rgb(hue, lightness, 0.75))
+        colour = f"#{red:02x}{green:02x}{blue:02x}"
+        if colour not in colours:
+            colours.append(colour)
+        step += 1
+    return tuple(colours)
+
+
+def image_label_config(class_names: Sequence[str]) -> str:
+    """An image project's labeling config for ``class_names`` (label order = class index), one colour per class.
+
+    The predictions the backend writes show each class in its label's colour (:func:`class_colours`).
+    """
+    class_names = tuple(class_names)
+    _check_class_names(class_names)
+    labels = "\n".join(
+        f"    <Label value={quoteattr(name)} background={quoteattr(colour)}/>"
+        for name, colour in zip(class_names, class_colours(len(class_names)), strict=True)
+    )
+    return f"""<View>
+  <Image name="image" value="$image" zoom="true" zoomControl="true"/>
+  <BrushLabels name="tag" toName="image">
+{labels}
+  </BrushLabels>
+</View>
+"""
 
 
 def query_label_config(class_names: Sequence[str]) -> str:
