@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from alc_backend.engine.acquisition import ACQUISITION_METHODS
 from alc_backend.engine.oracle import ORACLE_MODES
@@ -126,6 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--backend", default="http://127.0.0.1:9090", help="the running backend (default http://127.0.0.1:9090)"
     )
     status.set_defaults(handler=run_status)
+
+    report = commands.add_parser("report", help="draw an image project's answers, corrections and label changes")
+    report.add_argument("--project", type=int, required=True, help="id of the Label Studio image project")
+    report.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    report.add_argument(
+        "--backend", default="http://127.0.0.1:9090", help="the running backend (default http://127.0.0.1:9090)"
+    )
+    report.set_defaults(handler=run_report)
 
     init = commands.add_parser("init", help="create the correction-query project of an image project")
     init.add_argument("--images-project", type=int, required=True, help="id of the Label Studio image project")
@@ -402,16 +411,37 @@ def run_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_status(args: argparse.Namespace) -> int:
+def read_health(backend: str) -> dict[str, Any]:
+    """The running backend's ``/health``; ValueError naming the address when it cannot be read."""
     import requests
 
     try:
-        response = requests.get(f"{args.backend.rstrip('/')}/health", timeout=30, auth=backend_login())
+        response = requests.get(f"{backend.rstrip('/')}/health", timeout=30, auth=backend_login())
         health = response.json()
     except (requests.RequestException, ValueError) as error:
-        raise ValueError(f"cannot read {args.backend}/health: {error}") from error
+        raise ValueError(f"cannot read {backend}/health: {error}") from error
     if response.status_code != 200:
-        raise ValueError(f"{args.backend}/health answered {response.status_code}: {health.get('error')}")
+        raise ValueError(f"{backend}/health answered {response.status_code}: {health.get('error')}")
+    return health
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from alc_backend.service.report_plot import draw_report
+
+    projects = read_health(args.backend)["projects"]
+    state = projects.get(str(args.project))
+    if state is None:
+        served = ", ".join(projects) or "none"
+        raise ValueError(f"{args.backend} does not serve image project {args.project} (it serves: {served})")
+    if "error" in state:
+        raise ValueError(f"project {args.project}: {state['error']}")
+    draw_report(str(args.project), state, args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    health = read_health(args.backend)
     jobs = health["jobs"]
     print(f"jobs ({jobs['runner']}): {jobs.get('error') or ''}".rstrip())
     if "workers" in jobs:

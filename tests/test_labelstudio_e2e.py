@@ -250,6 +250,42 @@ def test_health_and_status_show_the_measured_seconds_per_query_by_predicted_clas
     assert "seconds per correction query: 1 class(es)" in capsys.readouterr().out
 
 
+def test_health_reports_the_answers_and_audits_and_report_draws_them(
+    corrected: Corrected, running_backend: RunningBackend, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = corrected.images_project
+    health = requests.get(f"{running_backend.url}/health", timeout=10).json()
+    report = health["projects"][str(project)]["report"]
+    counts = [count for _, count in report["answers_over_time"]]
+    assert counts[-1] == len(corrected.answers) and counts == sorted(counts)
+    queries = running_backend.backend.workspace(project).queries()
+    audits = [query for query in queries.values() if query.kind == "audit"]
+    lcm = report["corrections_by_round"]["1"]["lcm"]
+    assert lcm["audited"] == len(audits)
+    assert lcm["rejected"] == sum(corrected.answers[query.task] != query.proposed for query in audits)
+    changed = [
+        (queries[task].label_before, answer)
+        for task, answer in corrected.answers.items()
+        if queries[task].label_before not in (answer, 255)
+    ]
+    people = np.array(report["label_changes"]["people"])
+    assert people.sum() == len(changed)
+    before, after = changed[0]
+    assert people[before, after] == changed.count((before, after))
+    out = tmp_path / "report.png"
+    assert main(["report", "--project", str(project), "--out", str(out), "--backend", running_backend.url]) == 0
+    assert read_png_size(out) == (1600, 1000)
+    assert main(["report", "--project", "999", "--out", str(out), "--backend", running_backend.url]) == 2
+    assert f"does not serve image project 999 (it serves: {project})" in capsys.readouterr().err
+
+
+def read_png_size(path: Path) -> tuple[int, int]:
+    """``(width, height)`` of a PNG file, from its header."""
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
+
+
 def open_query_task(client: LabelStudioClient, corrected: Corrected) -> dict[str, Any]:
     task = client.next_task(corrected.query_project)
     assert task is not None and task["data"]["round"] == 3

@@ -29,6 +29,7 @@ from alc_backend.labelstudio.payloads import brush_results, validate_results
 from alc_backend.service.addresses import same_address
 from alc_backend.service.notes import MemoryNotes, RedisNotes, WorkNotes
 from alc_backend.service.project_work import UNCERTAINTY_SAMPLING, ProjectWork, rank_score
+from alc_backend.service.report import project_report
 from alc_backend.service.rounds import answer_progress, answer_seconds_status, corrector_status
 from alc_backend.service.settings import BackendSettings
 from alc_backend.service.workspace import (
@@ -349,6 +350,7 @@ class Backend:
             "correctors": corrector_status(workspace, self.settings.round.correctors),
             "answer_seconds": answer_seconds_status(workspace, self.settings.cost_min_answers),
             "answers": answer_progress(workspace, state.round),
+            "report": project_report(workspace),
         }
 
     # --- protocol: /webhook ------------------------------------------------------------------
