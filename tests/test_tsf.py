@@ -24,7 +24,6 @@ from alc_backend.training.tsf import (
     copy_paste,
     cutmix,
     ema_update,
-    override_threshold,
     teacher_pseudo_labels,
     train_tsf,
     tsf_losses,
@@ -63,19 +62,8 @@ def test_eq_1_to_3_on_two_pixels() -> None:
     assert float(losses.teacher.detach()) == pytest.approx(math.log(1.0 + math.e))  # student [1, 0] against class 1
     # the student learns the friend's class 1, the friend the student's class 0
     assert float(losses.cross.detach()) == pytest.approx(math.log(1.0 + math.e) + math.log(1.0 + math.e**2))
-    half_cross = float(losses.total(0.5).detach())
-    assert half_cross == pytest.approx(float((losses.supervised + losses.teacher + 0.5 * losses.cross).detach()))
     losses.total().backward()
     assert student.grad is not None and friend.grad is not None
-
-
-def test_the_teacher_overrides_less_while_trust_ramps_up() -> None:
-    assert override_threshold(0.7, 0.0) == 1.0
-    assert override_threshold(0.7, 0.5) == pytest.approx(0.85)
-    assert override_threshold(0.7, 1.0) == pytest.approx(0.7)
-    probs = torch.tensor([[0.8, 0.9], [0.2, 0.1]]).view(1, 2, 1, 2)
-    labels = torch.tensor([[[1, 1]]])
-    assert teacher_pseudo_labels(probs, labels, override_threshold(0.7, 0.5)).tolist() == [[[1, 0]]]
 
 
 def test_a_batch_without_verified_pixels_has_no_supervised_term() -> None:
@@ -160,7 +148,7 @@ def test_tsf_learns_the_verified_classes_and_returns_the_teacher() -> None:
     config = TrainConfig(image_size=32, epochs=12, batch_size=4, lr=0.05, seed=0)
     teacher = train_tsf(NoisyHalves(), ModelConfig(num_classes=2), config, TSFConfig(), CPU, False, steps.append)
     assert not teacher.training and not any(parameter.requires_grad for parameter in teacher.parameters())
-    assert len(steps) == 12 * 2 and all(math.isfinite(step.loss) for step in steps)
+    assert len(steps) == 12 * 2 and steps[-1].loss < steps[0].loss
     image, _, _ = NoisyHalves()[0]
     predicted = predict_probs(teacher, image, 32, CPU).argmax(axis=0)
     truth = np.zeros((32, 32), np.int64)

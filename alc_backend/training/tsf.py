@@ -13,7 +13,7 @@ and ``U`` the rest:
   import, LCM and PLAR left);
 - eq. 3, cross pseudo supervision: the student learns the friend's top class on ``U`` and the
   friend the student's;
-- eq. 4: the three summed, each a mean over its pixels (cross pseudo supervision ramped up, below).
+- eq. 4: the three summed, each a mean over its pixels (the unsupervised two ramped up, below).
 
 Before the losses, the batch is mixed as in AEL, whose teacher-student set-up the paper builds
 on: *adaptive copy-paste* pastes the verified pixels of one class from another image of the
@@ -30,15 +30,9 @@ What the paper leaves open, and what was decided here:
 - *Labelled and unlabelled data are pixels, not images*: an image holds both, so eqs. 1-3 are
   means over the verified, resp. unverified, pixels of a batch.
 - *Pseudo-labels where the teacher is unsure* are the current labels, as above.
-- *Trust in the untrained networks ramps up* with Mean Teacher's ``w = exp(-5 (1 - t)^2)`` over
-  the first ``rampup`` share of the iterations: cross pseudo supervision is weighted by ``w``,
-  and the teacher's class replaces the current label only where its probability reaches
-  ``1 - (1 - confidence_threshold) w`` (:func:`override_threshold`; the paper's threshold once
-  ``w = 1``). Eq. 2 itself has full weight from the first step. In a first version eq. 2 was
-  ramped up as a whole, like the cross term: with nothing verified yet (a project's first
-  model) nothing anchored the first iterations, the teacher grew sure of wrong classes and its
-  pseudo-labels then replaced the current ones (Model mIoU 8-13 where supervised training
-  reached 50-53, benchmarks section 11).
+- *The unsupervised terms ramp up* with Mean Teacher's ``exp(-5 (1 - t)^2)`` over the first
+  ``rampup`` share of the iterations: at full weight from the first step, the pseudo-labels
+  of untrained networks pulled the student away from the verified labels.
 - *The teacher labels a batch with its batch statistics* (BatchNorm in training mode, no
   gradient); its running statistics are the student's, copied after each step. Early in a
   short run, running statistics are far from the batch's and made confident wrong labels.
@@ -74,8 +68,7 @@ class TSFConfig:
     the teacher's least top-class probability for its pseudo-label to replace the current label
     (0.7 in the paper). ``copy_paste`` and ``cutmix``: the probability that a sample of a batch
     is mixed by each. ``confidence_momentum``: the share of the class confidences kept at each step.
-    ``rampup``: the share of the iterations over which trust in the networks' own labels (cross
-    pseudo supervision's weight, the teacher's override) ramps up to full.
+    ``rampup``: the share of the iterations over which the unsupervised terms reach full weight.
     """
 
     ema_decay: float = 0.99
@@ -100,9 +93,9 @@ class TSFLosses:
     teacher: torch.Tensor
     cross: torch.Tensor
 
-    def total(self, cross_weight: float = 1.0) -> torch.Tensor:
-        """Eq. 4, cross pseudo supervision weighted by ``cross_weight``."""
-        return self.supervised + self.teacher + cross_weight * self.cross
+    def total(self, unsupervised_weight: float = 1.0) -> torch.Tensor:
+        """Eq. 4, the two unsupervised terms weighted by ``unsupervised_weight``."""
+        return self.supervised + unsupervised_weight * (self.teacher + self.cross)
 
 
 def sigmoid_rampup(iteration: int, length: float) -> float:
@@ -120,15 +113,6 @@ def ema_update(teacher: torch.nn.Module, student: torch.nn.Module, decay: float)
             mine.mul_(decay).add_(theirs.detach(), alpha=1.0 - decay)
         for mine, theirs in zip(teacher.buffers(), student.buffers(), strict=True):
             mine.copy_(theirs)
-
-
-def override_threshold(threshold: float, trust: float) -> float:
-    """The teacher's least top-class probability for its class to replace a current label, at ``trust`` in ``[0, 1]``.
-
-    ``1 - (1 - threshold) * trust``: only a certain teacher overrides at trust 0, and from trust 1
-    on the paper's ``threshold`` holds.
-    """
-    return 1.0 - (1.0 - threshold) * trust
 
 
 def teacher_pseudo_labels(teacher_probs: torch.Tensor, labels: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -388,8 +372,8 @@ def train_tsf(
             for images, labels, verified in loader:
                 lr = poly_lr(train_config.lr, iteration, max_iterations, train_config.poly_power)
                 batch = (images.to(device), labels.to(device), verified.to(device))
-                trust = sigmoid_rampup(iteration, tsf.rampup * max_iterations)
-                loss = _tsf_step(student, friend, teacher, optimizer, batch, confidence, lr, trust, tsf, rng)
+                weight = sigmoid_rampup(iteration, tsf.rampup * max_iterations)
+                loss = _tsf_step(student, friend, teacher, optimizer, batch, confidence, lr, weight, tsf, rng)
                 if loss is not None:
                     total, confidence = loss
                     ema_update(teacher, student, min(tsf.ema_decay, 1.0 - 1.0 / (iteration + 1)))
@@ -409,7 +393,7 @@ def _tsf_step(
     batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     confidence: torch.Tensor,
     lr: float,
-    trust: float,
+    unsupervised_weight: float,
     tsf: TSFConfig,
     rng: np.random.Generator,
 ) -> tuple[float, torch.Tensor] | None:
@@ -424,7 +408,7 @@ def _tsf_step(
     images, labels, verified = copy_paste(images, labels, verified, confidence, tsf.copy_paste, rng)
     with torch.no_grad():
         teacher_probs = teacher.train()(images).softmax(dim=1)
-    targets = teacher_pseudo_labels(teacher_probs, labels, override_threshold(tsf.confidence_threshold, trust))
+    targets = teacher_pseudo_labels(teacher_probs, labels, tsf.confidence_threshold)
     images, mixed_labels, verified, targets = cutmix(
         [images, labels, verified, targets], labels, confidence, tsf.cutmix, rng
     )
@@ -434,7 +418,7 @@ def _tsf_step(
     student_logits = student(images)
     friend_logits = friend(images)
     losses = tsf_losses(student_logits, friend_logits, mixed_labels, verified, targets)
-    total = losses.total(trust)
+    total = losses.total(unsupervised_weight)
     total.backward()
     optimizer.step()
     updated = update_class_confidence(
