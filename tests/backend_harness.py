@@ -16,6 +16,7 @@ from werkzeug.serving import make_server
 
 from alc_backend.data.dataset import SegmentationDataset
 from alc_backend.labelstudio.client import LabelStudioClient
+from alc_backend.labelstudio.config import image_label_config
 from alc_backend.server import create_app
 from alc_backend.service.backend import Backend
 from alc_backend.service.settings import BackendSettings
@@ -80,12 +81,8 @@ def serve_backend(
 
 
 def brush_config(class_names: tuple[str, ...] | list[str]) -> str:
-    """An image project's labeling config: one Image and BrushLabels with ``class_names``."""
-    labels = "".join(f'<Label value="{name}"/>' for name in class_names)
-    return (
-        '<View><Image name="image" value="$image"/>'
-        f'<BrushLabels name="tag" toName="image">{labels}</BrushLabels></View>'
-    )
+    """An image project's labeling config, as ``alc-backend label-config`` prints it for ``class_names``."""
+    return image_label_config(class_names)
 
 
 def eventually(check: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:

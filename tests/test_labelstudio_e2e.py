@@ -10,8 +10,11 @@ proposes plenty in round 1 and round 2 audits some of its proposals as query tas
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import shutil
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +24,7 @@ import numpy as np
 import pytest
 import requests
 from backend_harness import RunningBackend, brush_config, eventually, serve_backend
+from PIL import Image
 
 from alc_backend.cli import main
 from alc_backend.data.dataset import SegmentationDataset, read_label_png
@@ -459,3 +463,46 @@ def test_start_training_ends_the_round_before_every_query_is_answered(
     assert sorted(task for task, query in workspace.queries().items() if query.round == 3) == answered
     assert client.get_project(corrected.images_project)["model_version"] == "alc-r3"
     assert client.get_project(corrected.query_project)["model_version"] == "alc-q4"
+
+
+def test_label_studios_own_png_export_of_the_predictions_matches_alc_backend_export(
+    corrected: Corrected, client: LabelStudioClient, label_studio: Any, tmp_path: Path
+) -> None:
+    """Label Studio's *Create Annotations From Predictions*, then its Brush → PNG export: one binary
+    PNG per class region, named by task and annotation; put together they are the masks that
+    ``alc-backend export`` writes as one PNG per image, named after the image.
+
+    Runs last: the annotations it creates become the image tasks' drawn masks.
+    """
+    project = corrected.images_project
+    out = tmp_path / "ours"
+    command = ["export", "--project", str(project), "--out", str(out), "--url", client.url]
+    assert main([*command, "--api-key", label_studio.token]) == 0
+    version = client.get_project(project)["model_version"]
+    response = requests.post(
+        f"{client.url}/api/dm/actions",
+        params={"id": "predictions_to_annotations", "project": project},
+        json={"selectedItems": {"all": True, "excluded": []}, "model_version": version},
+        headers=client.authorization(),
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    assert all(len(client.list_annotations(task)) == 1 for task in corrected.names)
+
+    classes = parse_image_config(client.get_project(project)["label_config"]).class_names
+    masks: dict[int, np.ndarray] = {}
+    with zipfile.ZipFile(io.BytesIO(client.export(project, "BRUSH_TO_PNG"))) as archive:
+        names = [name for name in archive.namelist() if name.endswith(".png")]
+        assert names, f"the export holds no PNG: {archive.namelist()}"
+        for name in names:
+            found = re.fullmatch(r"(?:.*/)?task-(\d+)-annotation-\d+-by-.*-tag-(.+)-0\.png", name)
+            assert found is not None, name
+            task, label = int(found.group(1)), found.group(2)
+            with Image.open(io.BytesIO(archive.read(name))) as png:
+                layer = np.asarray(png.convert("L")) > 128
+            mask = masks.setdefault(task, np.full(layer.shape, 255, np.uint8))
+            assert not (layer & (mask != 255)).any(), f"task {task}: two classes claim one pixel"
+            mask[layer] = classes.index(label)
+    assert sorted(masks) == sorted(corrected.names)
+    for task, name in corrected.names.items():
+        assert np.array_equal(masks[task], read_label_png(out / "masks" / f"{name}.png")), name
