@@ -32,7 +32,9 @@ from alc_backend.labelstudio.payloads import (
     answer_classes,
     brush_results,
     labels_from_brush_results,
+    outline_width,
     query_results,
+    region_outline,
     validate_results,
 )
 from alc_backend.labelstudio.rle import RLEError, decode_rle, encode_rle, mask_to_rle, rle_to_mask
@@ -515,7 +517,9 @@ def test_query_results() -> None:
     region_result, point, answer = query_results(region, (2, 5), 1, config)
     assert region_result["readonly"] is True and point["readonly"] is True
     assert region_result["value"]["brushlabels"] == ["query region"]
-    assert (rle_to_mask(region_result["value"]["rle"], 10, 20) == region).all()
+    ring = region.copy()
+    ring[2, 4:7] = False  # the 3x5 block's inside: the outline is 1 px wide on a 20 px image
+    assert (rle_to_mask(region_result["value"]["rle"], 10, 20) == ring).all()
     assert point["from_name"] == "point" and point["type"] == "keypointlabels"
     assert point["value"] == {"x": 27.5, "y": 25.0, "width": 1.0, "keypointlabels": ["query pixel"]}  # (5.5/20, 2.5/10)
     assert answer["from_name"] == "answer" and answer["value"] == {"choices": ["road"]}
@@ -524,6 +528,20 @@ def test_query_results() -> None:
     validate_results([region_result, point, answer], config)
     json.dumps([region_result, point, answer])
     assert answer_classes([region_result, point, answer], config) == (1,)
+
+
+def test_a_query_region_is_drawn_as_its_outline_scaled_to_the_image() -> None:
+    assert [outline_width(shape) for shape in [(64, 48), (300, 200), (900, 1500), (4000, 3000)]] == [1, 2, 10, 27]
+    region = np.zeros((7, 9), bool)
+    region[0:6, 1:8] = True  # touches the image's top edge, which bounds it too
+    expected = region.copy()
+    expected[2:4, 3:6] = False
+    assert (region_outline(region, 2) == expected).all()
+    thin = np.zeros((5, 5), bool)
+    thin[1:4, 2] = True
+    assert (region_outline(thin, 1) == thin).all()
+    with pytest.raises(ValueError, match="the outline width must be at least 1 px, got 0"):
+        region_outline(region, 0)
 
 
 def test_a_multiclass_query_arrives_with_nothing_ticked() -> None:

@@ -188,7 +188,7 @@ def query_label_config(class_names: Sequence[str]) -> str:
   <Choices name="answer" toName="image" choice="multiple" required="true" showInline="true">
 {choices}
   </Choices>
-  <Image name="image" value="$image" zoom="true"/>
+  <Image name="image" value="$image" zoom="true" zoomControl="true" maxHeight="calc(100vh - 330px)"/>
   <BrushLabels name="region" toName="image">
     <Label value={quoteattr(REGION_LABEL)} background="#ffaa00"/>
   </BrushLabels>

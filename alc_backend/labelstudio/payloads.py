@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
 from alc_backend import IGNORE_INDEX
 from alc_backend.labelstudio.config import (
@@ -102,7 +103,8 @@ def query_results(
 ) -> list[dict[str, Any]]:
     """The results of one query on an image of the ``(H, W)`` bool mask ``region``'s size.
 
-    The read-only region, the read-only key point at the centre of pixel ``point_yx`` = (row, column) in percent
+    The read-only region, drawn as its outline (:func:`region_outline`) so that its pixels stay
+    visible, the read-only key point at the centre of pixel ``point_yx`` = (row, column) in percent
     of the image (``x = 100 * (column + 0.5) / W``, ``y = 100 * (row + 0.5) / H``), and the answer with class
     ``ticked_class`` ticked (a correction query or an audit); None ticks nothing (a multi-class query) and
     leaves the answer out.
@@ -131,7 +133,8 @@ def query_results(
             "keypointlabels": [POINT_LABEL],
         },
     }
-    region_result = _brush("query-region", config.region_name, config.image_name, region, REGION_LABEL)
+    outline = region_outline(region, outline_width(region.shape))
+    region_result = _brush("query-region", config.region_name, config.image_name, outline, REGION_LABEL)
     results = [{**region_result, "readonly": True}, point]
     if ticked_class is not None:
         results.append(
@@ -168,6 +171,27 @@ def answer_classes(results: list[dict[str, Any]], config: QueryProjectConfig) ->
     if not all(isinstance(name, str) for name in chosen):
         raise LabelConfigError(f"the answer's choices in {config.answer_name!r} are not all text: {chosen!r}")
     return tuple(sorted({config.class_index(name) for name in chosen}))
+
+
+OUTLINE_FRACTION = 1 / 150
+"""An outline's width as a share of the image's longer side (at least 1 px): about 4 screen pixels
+wherever Label Studio fits the image to the window."""
+
+
+def outline_width(shape: tuple[int, int]) -> int:
+    """The outline width, px, for an image of ``(H, W)`` ``shape``."""
+    return max(1, round(max(shape) * OUTLINE_FRACTION))
+
+
+def region_outline(region: np.ndarray, width: int) -> np.ndarray:
+    """The pixels of ``(H, W)`` bool ``region`` within ``width`` px (4-connected steps) of its edge or the image's.
+
+    A region thinner than twice ``width`` is its own outline.
+    """
+    if width < 1:
+        raise ValueError(f"the outline width must be at least 1 px, got {width}")
+    inner = ndimage.binary_erosion(region, iterations=width, border_value=0)
+    return region & ~inner
 
 
 def _brush(result_id: str, from_name: str, to_name: str, mask: np.ndarray, label: str) -> dict[str, Any]:
