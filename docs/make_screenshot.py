@@ -10,11 +10,10 @@ screenshots that audit instead (LCM's model-confidence check is turned off, so t
 proposes changes for round 2 to audit). With ``--multiclass`` the backend asks multi-class queries
 (``multiclass:abc``), which arrive with no class ticked.
 
-Playwright drives the browser. It is a docs tool only, not a dependency of the backend or its tests, so
-install it by hand into the backend's venv and point it at the system's Chromium (do not run
-``playwright install``, which downloads browsers)::
+Playwright drives the browser; it comes with the development install (``pip install -e '.[dev]'``, as
+the browser test needs it) and is pointed at the system's Chromium (``apt-get install chromium``; do not
+run ``playwright install``, which downloads browsers)::
 
-    .venv/bin/pip install playwright
     .venv/bin/python docs/make_screenshot.py            # writes docs/query_task.png
     .venv/bin/python docs/make_screenshot.py --audit    # writes docs/audit_task.png
     .venv/bin/python docs/make_screenshot.py --multiclass    # writes docs/multiclass_task.png
