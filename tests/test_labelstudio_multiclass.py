@@ -24,9 +24,11 @@ from alc_backend.data.dataset import SegmentationDataset
 from alc_backend.data.synthetic import make_synthetic
 from alc_backend.labelstudio.client import LabelStudioClient
 from alc_backend.labelstudio.config import MULTICLASS_QUESTION
+from alc_backend.labelstudio.payloads import outline_width, region_outline
 from alc_backend.labelstudio.rle import rle_to_mask
 from alc_backend.rounds.settings import RoundSettings
 from alc_backend.service.rounds import localised_key
+from alc_backend.service.workspace import Workspace
 
 pytestmark = [pytest.mark.slow, pytest.mark.labelstudio]
 
@@ -53,11 +55,19 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> SegmentationDataset:
     return SegmentationDataset.open(root)
 
 
-def query_region(task: dict[str, Any]) -> np.ndarray:
-    """The ``(H, W)`` bool region a query task's prediction shows, as the annotator sees it."""
+def query_region(task: dict[str, Any], workspace: Workspace) -> np.ndarray:
+    """The ``(H, W)`` bool region a query task asks about, as the backend recorded it; the task's
+    prediction shows its outline, which the annotator reads as the region inside it."""
     (prediction,) = task["predictions"]
     (brush,) = [result for result in prediction["result"] if result["type"] == "brushlabels"]
-    return rle_to_mask(brush["value"]["rle"], brush["original_height"], brush["original_width"])
+    height, width = brush["original_height"], brush["original_width"]
+    region = np.zeros(height * width, bool)
+    for start, length in workspace.queries()[task["id"]].region or []:
+        region[start : start + length] = True
+    region = region.reshape(height, width)
+    shown = rle_to_mask(brush["value"]["rle"], height, width)
+    assert (shown == region_outline(region, outline_width(region.shape))).all()
+    return region
 
 
 def ticks(names: list[str]) -> list[dict[str, Any]]:
@@ -88,6 +98,7 @@ def answered(
     query_project = running_backend.backend.workspace(project).state().query_project
     assert query_project is not None
     running_backend.wait_for_round(project, 1)
+    workspace = running_backend.backend.workspace(project)
     given: dict[int, tuple[int, ...]] = {}
     tasks: dict[int, dict[str, Any]] = {}
     skipped = (0, 0)
@@ -99,7 +110,7 @@ def answered(
         if served == QUERIES_PER_ROUND - 1:
             skipped = (task["id"], client.create_annotation(task["id"], ticks([]), lead_time=3.0)["id"])
             continue
-        truth = synthetic.mask(names[task["data"]["image_task"]])[query_region(task)]
+        truth = synthetic.mask(names[task["data"]["image_task"]])[query_region(task, workspace)]
         given[task["id"]] = tuple(int(value) for value in np.unique(truth[truth != 255]))
         chosen = [synthetic.classes[value] for value in given[task["id"]]]
         client.create_annotation(task["id"], ticks(chosen), lead_time=7.0 + len(chosen))
@@ -128,7 +139,7 @@ def test_every_answer_labels_its_region_with_the_classes_ticked(
         assert answers[query_task].classes == classes
         query = queries[query_task]
         labels = workspace.labels(query.image_task)
-        region = query_region(answered.tasks[query_task])
+        region = query_region(answered.tasks[query_task], workspace)
         if len(classes) == 1:
             assert (labels[region] == classes[0]).all()
             continue
@@ -156,7 +167,7 @@ def test_a_query_with_nothing_ticked_is_skipped_and_its_late_answer_applies_in_t
     assert workspace.answers()[annotation].classes == (), "nothing ticked counts as skipped"
     assert workspace.state().round == 2, "the skipped query did not hold the round open"
     task = answered.tasks[query_task]
-    region = query_region(task)
+    region = query_region(task, workspace)
     truth = synthetic.mask(answered.names[task["data"]["image_task"]])[region]
     classes = tuple(int(value) for value in np.unique(truth[truth != 255]))
     client.update_annotation(annotation, ticks([synthetic.classes[value] for value in classes]))
