@@ -1,7 +1,7 @@
 """Reading the files a task names, within the operator's rules.
 
 Whoever can create tasks writes their data, so every file a task names is hostile until
-checked (README, *Allowed sources*):
+checked (docs/queue-and-webhooks.md, *Allowed sources*):
 
 - a **local path** is read only below one of :attr:`SourceRules.local_roots`; with none (the
   default) every local path is refused, with the same message whether the file exists or not;

@@ -65,8 +65,8 @@ def iter_probs(
     Images are read and predicted one at a time: only the probability map (C, H, W)
     float32 of the current image is held, so memory does not grow with the number of images.
     """
-    for key, image in images:
-        yield key, predict_probs(model, image, image_size, device)
+    for key, probs in iter_device_probs(model, images, image_size, device):
+        yield key, probs.cpu().numpy()
 
 
 def iter_device_probs(
