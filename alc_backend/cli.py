@@ -54,6 +54,20 @@ def build_parser() -> argparse.ArgumentParser:
     synthetic.add_argument("--val-fraction", type=float, default=0.2, help="share of images in val.txt (default 0.2)")
     synthetic.set_defaults(handler=run_make_synthetic)
 
+    quickstart = commands.add_parser(
+        "quickstart", help="start Label Studio and the backend with a sample project, ready to answer queries"
+    )
+    quickstart.add_argument(
+        "--workdir", type=Path, default=Path("alc-quickstart"), help="where everything goes (default ./alc-quickstart)"
+    )
+    quickstart.add_argument("--data", type=Path, help="a data set in the VOC layout (default: synthetic street scenes)")
+    quickstart.add_argument("--images", type=int, default=16, help="images in the sample data set (default 16)")
+    quickstart.add_argument("--label-studio-url", help="use this Label Studio instead of starting one")
+    quickstart.add_argument("--label-studio-token", help="an API token of that Label Studio")
+    quickstart.add_argument("--label-studio-port", type=int, default=8080, help="Label Studio's port (default 8080)")
+    quickstart.add_argument("--port", type=int, default=9090, help="the backend's port (default 9090)")
+    quickstart.set_defaults(handler=run_quickstart)
+
     label_config = commands.add_parser(
         "label-config", help="print an image project's labeling config for a data set's classes.txt"
     )
@@ -257,6 +271,22 @@ def run_make_synthetic(args: argparse.Namespace) -> int:
     dataset = make_synthetic(args.out, args.images, args.seed, size=args.size, val_fraction=args.val_fraction)
     print(f"wrote {len(dataset.train_names)} training and {len(dataset.val_names)} held-out images to {args.out}")
     return 0
+
+
+def run_quickstart(args: argparse.Namespace) -> int:
+    from alc_backend.quickstart import QuickstartConfig
+    from alc_backend.quickstart import run_quickstart as quickstart
+
+    config = QuickstartConfig(
+        workdir=args.workdir,
+        data=args.data,
+        label_studio_url=args.label_studio_url,
+        label_studio_token=args.label_studio_token,
+        label_studio_port=args.label_studio_port,
+        port=args.port,
+        images=args.images,
+    )
+    return quickstart(config)
 
 
 def run_label_config(args: argparse.Namespace) -> int:

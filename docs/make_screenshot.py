@@ -38,12 +38,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 
 from backend_harness import RunningBackend, brush_config, serve_backend  # noqa: E402
-from labelstudio_server import LabelStudioServer  # noqa: E402
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
 
 from alc_backend.data.dataset import SegmentationDataset  # noqa: E402
 from alc_backend.data.synthetic import make_synthetic  # noqa: E402
 from alc_backend.engine.lcm import LCMConfig  # noqa: E402
+from alc_backend.labelstudio.local_server import LabelStudioServer  # noqa: E402
 from alc_backend.rounds.settings import RoundSettings  # noqa: E402
 from alc_backend.service.workspace import QueryRecord  # noqa: E402
 

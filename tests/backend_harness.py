@@ -11,12 +11,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from labelstudio_server import LabelStudioServer, free_port
 from werkzeug.serving import make_server
 
 from alc_backend.data.dataset import SegmentationDataset
 from alc_backend.labelstudio.client import LabelStudioClient
 from alc_backend.labelstudio.config import image_label_config
+from alc_backend.labelstudio.local_server import LabelStudioServer, free_port
 from alc_backend.server import create_app
 from alc_backend.service.backend import Backend
 from alc_backend.service.settings import BackendSettings

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from labelstudio_server import LabelStudioServer
 
 from alc_backend.labelstudio.client import LabelStudioClient
+from alc_backend.labelstudio.local_server import LabelStudioServer
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from labelstudio_server import free_port
+from alc_backend.labelstudio.local_server import free_port
 
 MACHINE_REDIS = "redis://127.0.0.1:6379"
 

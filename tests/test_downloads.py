@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from huge_png import huge_png
-from labelstudio_server import free_port
 from PIL import Image
 
 from alc_backend.labelstudio.client import LabelStudioClient
+from alc_backend.labelstudio.local_server import free_port
 from alc_backend.service.downloads import SourceRules, TaskFiles
 from alc_backend.service.settings import BackendSettings, SettingsError
 from alc_backend.service.sources import TaskDataError, decode_image, decode_label_map

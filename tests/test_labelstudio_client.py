@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
-from labelstudio_server import LabelStudioServer, free_port
 from PIL import Image
 
 from alc_backend.labelstudio.client import (
@@ -22,6 +21,7 @@ from alc_backend.labelstudio.client import (
     LabelStudioUnavailable,
     is_personal_access_token,
 )
+from alc_backend.labelstudio.local_server import LabelStudioServer, free_port
 from alc_backend.service.downloads import SourceRules, TaskFiles
 
 BRUSH_CONFIG = (

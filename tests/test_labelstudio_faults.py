@@ -11,11 +11,11 @@ import pytest
 import requests
 from backend_harness import RunningBackend, brush_config, eventually, serve_backend
 from huge_png import huge_png
-from labelstudio_server import free_port
 from PIL import Image
 
 from alc_backend.labelstudio.client import LabelStudioClient
 from alc_backend.labelstudio.config import parse_image_config
+from alc_backend.labelstudio.local_server import free_port
 from alc_backend.labelstudio.payloads import labels_from_brush_results
 from alc_backend.rounds.settings import RoundSettings
 

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from labelstudio_venv import ensure_label_studio_venv
 
 from alc_backend.cli import main as cli
 from alc_backend.labelstudio.config import (
@@ -28,6 +27,7 @@ from alc_backend.labelstudio.config import (
     query_label_config,
     query_question,
 )
+from alc_backend.labelstudio.local_venv import ensure_label_studio_venv
 from alc_backend.labelstudio.payloads import (
     answer_classes,
     brush_results,

@@ -13,10 +13,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from labelstudio_server import free_port
 from mobilesam_weights import mobilesam_checkpoint
 
 from alc_backend.cli import main
+from alc_backend.labelstudio.local_server import free_port
 from alc_backend.preannotation.weights import MOBILESAM_WEIGHTS, ArchivedWeights, WeightsError, fetch_weights
 
 CHECKPOINT = b"not really a checkpoint, but bytes with a known digest" * 100

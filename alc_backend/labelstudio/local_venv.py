@@ -1,7 +1,7 @@
-"""Find or create the separate virtual environment that holds Label Studio for the integration tests.
+"""Find or create the separate virtual environment that holds Label Studio (for quickstart and the tests).
 
 Label Studio is an application with its own pinned dependencies, so it never goes into the backend's
-environment: it gets a venv of its own, created on first use and shared by later test sessions.
+environment: it gets a venv of its own, created on first use and shared by later runs.
 """
 
 from __future__ import annotations
@@ -12,14 +12,13 @@ import subprocess
 from pathlib import Path
 
 LABEL_STUDIO_VERSION = "1.23.2"
-REPO_ROOT = Path(__file__).resolve().parent.parent
 OUTPUT_TAIL_CHARS = 3000
 
 
 def label_studio_venv_path() -> Path:
-    """The venv's root: `ALC_LABEL_STUDIO_VENV` when set, else `<repo>/.venv-labelstudio`."""
+    """The venv's root: `ALC_LABEL_STUDIO_VENV` when set, else `.venv-labelstudio` in the working directory."""
     configured = os.environ.get("ALC_LABEL_STUDIO_VENV")
-    return Path(configured) if configured else REPO_ROOT / ".venv-labelstudio"
+    return Path(configured) if configured else Path.cwd() / ".venv-labelstudio"
 
 
 def ensure_label_studio_venv() -> Path:

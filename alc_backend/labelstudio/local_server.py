@@ -1,9 +1,10 @@
-"""Run a real Label Studio process on 127.0.0.1 for integration tests.
+"""Run a real Label Studio process on 127.0.0.1, for ``alc-backend quickstart`` and the integration tests.
 
-Each server gets a free port, a fresh data folder (SQLite database, uploads, log) and a document root
-for local files, a superuser with a fixed legacy API token, and the settings that let it talk to an
-ML backend on the loopback address. It can be stopped and started again on the same port and data,
-so tests can check that our writes survive a Label Studio outage.
+Each server gets a port (a free one by default), a data folder (SQLite database, uploads, log; a fresh
+temporary one by default) and a document root for local files, a superuser with a fixed legacy API
+token, and the settings that let it talk to an ML backend on the loopback address. It can be stopped
+and started again on the same port and data, so tests can check that our writes survive a Label
+Studio outage.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from labelstudio_venv import ensure_label_studio_venv
 
 from alc_backend.labelstudio.client import LabelStudioClient
+from alc_backend.labelstudio.local_venv import ensure_label_studio_venv
 from alc_backend.service.settings import BackendSettings
 
 START_TIMEOUT_S = 240.0
@@ -40,18 +41,32 @@ def free_port() -> int:
 class LabelStudioServer:
     """One Label Studio process with its own port, data folder, document root and admin user."""
 
-    def __init__(self, *, username: str = "admin@example.com", password: str = "alc-test-password") -> None:
+    def __init__(
+        self,
+        *,
+        username: str = "admin@example.com",
+        password: str = "alc-test-password",
+        base_dir: Path | None = None,
+        port: int | None = None,
+        token: str | None = None,
+        document_root: Path | None = None,
+    ) -> None:
+        """``base_dir`` holds the data folder, the document root and the log (kept by :meth:`stop`
+        when given; a temporary folder, deleted by :meth:`stop`, when None); ``port`` is a free one
+        when None; ``token`` the admin's legacy API token (a new random one when None);
+        ``document_root`` the folder served as local files (``base_dir/documents`` when None)."""
         self.venv = ensure_label_studio_venv()
-        self.base_dir = Path(tempfile.mkdtemp(prefix="alc-labelstudio-"))
+        self._owns_base_dir = base_dir is None
+        self.base_dir = Path(tempfile.mkdtemp(prefix="alc-labelstudio-")) if base_dir is None else base_dir
         self.data_dir = self.base_dir / "data"
-        self.document_root = self.base_dir / "documents"
+        self.document_root = self.base_dir / "documents" if document_root is None else document_root
         self.log_path = self.base_dir / "label-studio.log"
-        self.document_root.mkdir()
-        self.port = free_port()
+        self.document_root.mkdir(parents=True, exist_ok=True)
+        self.port = free_port() if port is None else port
         self.url = f"http://127.0.0.1:{self.port}"
         self.username = username
         self.password = password
-        self.token = secrets.token_hex(20)
+        self.token = secrets.token_hex(20) if token is None else token
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -100,9 +115,10 @@ class LabelStudioServer:
         self.start()
 
     def stop(self) -> None:
-        """Stop the process and delete its data folder and document root."""
+        """Stop the process; delete its data folder and document root when they are a temporary folder."""
         self.stop_temporarily()
-        shutil.rmtree(self.base_dir, ignore_errors=True)
+        if self._owns_base_dir:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
 
     def client(self, *, retries: int = 5, backoff_s: float = 0.5) -> LabelStudioClient:
         """A client authenticated with the admin's legacy token."""
