@@ -75,12 +75,11 @@ def check_input(config: QuickstartConfig) -> SegmentationDataset | None:
 
 def run_quickstart(config: QuickstartConfig) -> int:
     """Run the quickstart (see the module docstring) until Ctrl-C or SIGTERM; returns the exit code."""
-    for stop_signal in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(stop_signal, _interrupt)
     dataset = check_input(config)
     config.workdir.mkdir(parents=True, exist_ok=True)
     server: LabelStudioServer | None = None
     backend: subprocess.Popen[bytes] | None = None
+    previous = {number: signal.signal(number, _interrupt) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         if dataset is None:
             print(f"[1/5] making {config.images} synthetic street scenes", flush=True)
@@ -125,6 +124,8 @@ def run_quickstart(config: QuickstartConfig) -> int:
             backend.wait(timeout=30)
         if server is not None:
             server.stop()
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _interrupt(signal_number: int, frame: object) -> None:
