@@ -37,12 +37,13 @@ import requests
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 
-from backend_harness import RunningBackend, brush_config, serve_backend  # noqa: E402
+from backend_harness import RunningBackend, serve_backend  # noqa: E402
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
 
 from alc_backend.data.dataset import SegmentationDataset  # noqa: E402
 from alc_backend.data.synthetic import make_synthetic  # noqa: E402
 from alc_backend.engine.lcm import LCMConfig  # noqa: E402
+from alc_backend.labelstudio.config import image_label_config  # noqa: E402
 from alc_backend.labelstudio.local_server import LabelStudioServer  # noqa: E402
 from alc_backend.rounds.settings import RoundSettings  # noqa: E402
 from alc_backend.service.workspace import QueryRecord  # noqa: E402
@@ -84,7 +85,7 @@ def connect_synthetic_project(
     dataset = make_synthetic(root, NUM_IMAGES, SEED, size=IMAGE_SIZE_PX, val_fraction=0.0, progress=False)
     shutil.copytree(root, ls.document_root / "synthetic")
     client = ls.client()
-    project = int(client.create_project("street scenes", brush_config(dataset.classes))["id"])
+    project = int(client.create_project("street scenes", image_label_config(dataset.classes))["id"])
     ls.add_local_storage(project, ls.document_root / "synthetic")
     data = [
         {

@@ -80,11 +80,6 @@ def serve_backend(
             stop()
 
 
-def brush_config(class_names: tuple[str, ...] | list[str]) -> str:
-    """An image project's labeling config, as ``alc-backend label-config`` prints it for ``class_names``."""
-    return image_label_config(class_names)
-
-
 def eventually(check: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
     """Poll ``check`` until it holds (webhooks arrive a moment after the API call that caused them)."""
     deadline = time.monotonic() + timeout_s
@@ -100,7 +95,7 @@ def import_synthetic(
     """Copy ``dataset`` under Label Studio's document root as ``folder`` and import its training images,
     each with its pseudo-labels, into a new image project ``title``; returns ``(project, task -> name)``."""
     shutil.copytree(dataset.root, label_studio.document_root / folder)
-    project = int(client.create_project(title, brush_config(dataset.classes))["id"])
+    project = int(client.create_project(title, image_label_config(dataset.classes))["id"])
     label_studio.add_local_storage(project, label_studio.document_root / folder)
     data = [
         {

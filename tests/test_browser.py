@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from backend_harness import RunningBackend, brush_config, eventually, serve_backend
+from backend_harness import RunningBackend, eventually, serve_backend
 
 from alc_backend.cli import main
 from alc_backend.data.synthetic import make_synthetic
 from alc_backend.labelstudio.client import LabelStudioClient
+from alc_backend.labelstudio.config import image_label_config
 from alc_backend.rounds.settings import RoundSettings
 
 pytestmark = [pytest.mark.slow, pytest.mark.labelstudio]
@@ -67,7 +68,7 @@ def test_an_annotator_answers_a_query_in_the_browser_and_the_next_one_comes_up(
     root = tmp_path / "data"
     dataset = make_synthetic(root, 4, 11, size=64, val_fraction=0.0, progress=False)
     shutil.copytree(root, label_studio.document_root / "browser")
-    project = int(client.create_project("browser path", brush_config(dataset.classes))["id"])
+    project = int(client.create_project("browser path", image_label_config(dataset.classes))["id"])
     label_studio.add_local_storage(project, label_studio.document_root / "browser")
     data = [
         {

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
-from backend_harness import RunningBackend, brush_config, eventually, serve_backend
+from backend_harness import RunningBackend, eventually, serve_backend
 from PIL import Image
 
 from alc_backend.cli import main
@@ -32,7 +32,7 @@ from alc_backend.data.synthetic import make_synthetic
 from alc_backend.engine.lcm import LCMConfig
 from alc_backend.engine.metrics import confusion_matrix, mean_iou
 from alc_backend.labelstudio.client import LabelStudioClient
-from alc_backend.labelstudio.config import parse_image_config, query_question
+from alc_backend.labelstudio.config import image_label_config, parse_image_config, query_question
 from alc_backend.labelstudio.payloads import brush_results, labels_from_brush_results
 from alc_backend.rounds.settings import RoundSettings
 from alc_backend.service.rounds import localised_key
@@ -107,7 +107,7 @@ def corrected(
     label_studio: Any, client: LabelStudioClient, running_backend: RunningBackend, synthetic: SegmentationDataset
 ) -> Corrected:
     """Connect a project, answer two rounds of queries through Label Studio's ``next``."""
-    project = client.create_project("street scenes", brush_config(synthetic.classes))
+    project = client.create_project("street scenes", image_label_config(synthetic.classes))
     label_studio.add_local_storage(project["id"], label_studio.document_root / "synthetic")
     data = [
         {

@@ -9,12 +9,12 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
-from backend_harness import RunningBackend, brush_config, eventually, serve_backend
+from backend_harness import RunningBackend, eventually, serve_backend
 from huge_png import huge_png
 from PIL import Image
 
 from alc_backend.labelstudio.client import LabelStudioClient
-from alc_backend.labelstudio.config import parse_image_config
+from alc_backend.labelstudio.config import image_label_config, parse_image_config
 from alc_backend.labelstudio.local_server import free_port
 from alc_backend.labelstudio.payloads import labels_from_brush_results
 from alc_backend.rounds.settings import RoundSettings
@@ -50,7 +50,7 @@ def broken_project(label_studio: Any, running_backend: RunningBackend) -> dict[s
     (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
     (folder / "bomb.png").write_bytes(huge_png(20_000, 20_000))
     client = label_studio.client()
-    project = client.create_project("broken inputs", brush_config(CLASSES))
+    project = client.create_project("broken inputs", image_label_config(CLASSES))
     label_studio.add_local_storage(project["id"], folder)
     url = label_studio.local_file_url
     good = url(folder / "good.png")
@@ -115,7 +115,7 @@ def test_broken_tasks_are_reported_by_name_and_the_good_one_is_served(
     tasks = [label_studio.client().get_task(task) for task in broken_project["tasks"]]
     response = requests.post(
         f"{running_backend.url}/predict",
-        json={"tasks": tasks, "project": f"{broken_project['id']}.1", "label_config": brush_config(CLASSES)},
+        json={"tasks": tasks, "project": f"{broken_project['id']}.1", "label_config": image_label_config(CLASSES)},
         timeout=10,
     )
     results = response.json()["results"]
@@ -133,7 +133,7 @@ def test_label_studio_asks_for_predictions_and_stores_the_decodable_mask(
     client.retrieve_predictions(broken_project["id"], [good])
     (prediction,) = client.list_predictions(good)
     assert prediction["model_version"] == "alc-r0"
-    config = parse_image_config(brush_config(CLASSES))
+    config = parse_image_config(image_label_config(CLASSES))
     labels = labels_from_brush_results(prediction["result"], config, 48, 64)
     assert np.array_equal(labels, broken_project["mask"])
 
@@ -199,7 +199,7 @@ def test_a_preparation_in_parts_writes_every_task_back(
         round=RoundSettings(device="cpu"),
     )
     client: LabelStudioClient = label_studio.client()
-    project = client.create_project("in parts", brush_config(CLASSES))
+    project = client.create_project("in parts", image_label_config(CLASSES))
     folder = label_studio.document_root / "broken"
     label_studio.add_local_storage(project["id"], folder)
     url = label_studio.local_file_url
@@ -230,7 +230,7 @@ def test_answers_given_while_the_backend_was_down_are_taken_in_when_it_starts(
         round=RoundSettings(queries_per_round=3, image_size=32, epochs=1, device="cpu"),
     )
     client: LabelStudioClient = label_studio.client()
-    project = client.create_project("killed", brush_config(CLASSES))["id"]
+    project = client.create_project("killed", image_label_config(CLASSES))["id"]
     folder = broken_project["folder"]
     label_studio.add_local_storage(project, folder)
     url = label_studio.local_file_url

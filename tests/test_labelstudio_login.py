@@ -14,10 +14,11 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
-from backend_harness import brush_config, eventually, serve_backend
+from backend_harness import eventually, serve_backend
 from PIL import Image
 
 from alc_backend.cli import main
+from alc_backend.labelstudio.config import image_label_config
 from alc_backend.rounds.settings import RoundSettings
 from alc_backend.service.addresses import same_address
 from alc_backend.service.backend import basic_authorization
@@ -55,7 +56,7 @@ def test_with_a_login_the_whole_flow_works(
         round=RoundSettings(queries_per_round=4, image_size=32, epochs=1, device="cpu"),
     )
     client = label_studio.client()
-    project = client.create_project("with a login", brush_config(CLASSES))["id"]
+    project = client.create_project("with a login", image_label_config(CLASSES))["id"]
     label_studio.add_local_storage(project, folder)
     client.create_tasks(project, data)
     with serve_backend(settings) as running:

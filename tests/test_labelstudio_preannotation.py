@@ -7,11 +7,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from backend_harness import brush_config, eventually, serve_backend
+from backend_harness import eventually, serve_backend
 from PIL import Image
 from sam_checkpoints import save_random_sam
 
 from alc_backend.labelstudio.client import LabelStudioClient
+from alc_backend.labelstudio.config import image_label_config
 from alc_backend.preannotation.sam_models import load_sam
 from alc_backend.preannotation.sam_superpixels import SamGeneratorSettings, SamSuperpixels
 from alc_backend.rounds.settings import RoundSettings
@@ -42,7 +43,7 @@ def test_a_set_checkpoint_prepares_every_task_once_with_sam_superpixels(label_st
     for index, image in enumerate(images):
         Image.fromarray(image).save(folder / f"image{index}.png")
     client: LabelStudioClient = label_studio.client()
-    project = client.create_project("sam superpixels", brush_config(CLASSES))
+    project = client.create_project("sam superpixels", image_label_config(CLASSES))
     label_studio.add_local_storage(project["id"], folder)
     tasks = client.create_tasks(
         project["id"], [{"image": label_studio.local_file_url(folder / f"image{i}.png")} for i in range(2)]
@@ -136,7 +137,7 @@ def test_a_plugged_in_detector_labels_the_tasks_without_pseudo_labels(
     imported = np.ones((40, 56), dtype=np.uint8)
     Image.fromarray(imported).save(folder / "masked_mask.png")
     client: LabelStudioClient = label_studio.client()
-    project = client.create_project("detector pseudo-labels", brush_config(CLASSES))
+    project = client.create_project("detector pseudo-labels", image_label_config(CLASSES))
     label_studio.add_local_storage(project["id"], folder)
     url = label_studio.local_file_url
     fits, taller, masked = client.create_tasks(

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import requests
-from backend_harness import RunningBackend, brush_config, eventually, serve_backend
+from backend_harness import RunningBackend, eventually, serve_backend
 from redis import Redis
 from rq import Queue, Worker
 from rq.job import Job
@@ -24,6 +24,7 @@ from alc_backend.cli import main
 from alc_backend.data.dataset import SegmentationDataset
 from alc_backend.data.synthetic import make_synthetic
 from alc_backend.labelstudio.client import LabelStudioClient
+from alc_backend.labelstudio.config import image_label_config
 from alc_backend.service.settings import BackendSettings
 from alc_backend.training.checkpoint import load_checkpoint
 
@@ -67,7 +68,7 @@ def dataset(label_studio: Any, tmp_path_factory: pytest.TempPathFactory) -> Segm
 
 def import_project(label_studio: Any, dataset: SegmentationDataset, title: str) -> tuple[int, dict[int, str]]:
     client: LabelStudioClient = label_studio.client()
-    project = client.create_project(title, brush_config(dataset.classes))
+    project = client.create_project(title, image_label_config(dataset.classes))
     label_studio.add_local_storage(project["id"], label_studio.document_root / "queue-data")
     data = [
         {
@@ -240,7 +241,7 @@ def test_the_backend_and_its_worker_ride_out_a_redis_restart(
             task = client.get_task(first)
             redis_server.stop()
 
-            body = {"tasks": [task], "project": f"{project}.1", "label_config": brush_config(dataset.classes)}
+            body = {"tasks": [task], "project": f"{project}.1", "label_config": image_label_config(dataset.classes)}
             predicted = requests.post(f"{running.url}/predict", json=body, timeout=10)
             assert predicted.status_code == 200 and predicted.json()["results"][0]["result"]
             health = requests.get(f"{running.url}/health", timeout=10)

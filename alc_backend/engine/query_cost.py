@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from alc_backend.engine.arrays import Array, as_tensor, to_host
+from alc_backend.engine.segments import Segments
 
 QueryKind = Literal["correction", "multiclass"]
 QUERY_KINDS: tuple[QueryKind, ...] = cast("tuple[QueryKind, ...]", get_args(QueryKind))
@@ -256,12 +257,9 @@ def predicted_class_shares(predicted: Array, superpixels: Array, num_classes: in
     """
     if tuple(predicted.shape) != tuple(superpixels.shape):
         raise ValueError(f"predicted is {tuple(predicted.shape)} but superpixels is {tuple(superpixels.shape)}")
-    classes = as_tensor(predicted).to(torch.int64).reshape(-1)
-    ids = as_tensor(superpixels, classes.device).to(torch.int64).reshape(-1)
-    count = int(ids.max()) + 1
-    counts = torch.bincount(ids * num_classes + classes, minlength=count * num_classes).reshape(count, num_classes)
-    counts = counts.to(torch.float64)
-    return to_host(counts / counts.sum(dim=1, keepdim=True).clamp(min=1.0))
+    classes = as_tensor(predicted).reshape(-1)
+    counts = Segments.from_map(superpixels, classes.device).class_counts(classes, num_classes).to(torch.float64)
+    return to_host(counts / counts.sum(dim=1, keepdim=True))
 
 
 def prefer_multiclass(
