@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -73,6 +74,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     label_config.add_argument("data", type=Path, help="data set folder holding classes.txt")
     label_config.set_defaults(handler=run_label_config)
+
+    tasks = commands.add_parser("tasks", help="print Label Studio tasks (JSON) for a folder of images and noisy masks")
+    tasks.add_argument("folder", type=Path, help="folder holding images/ and optionally pseudo/")
+    tasks.add_argument(
+        "--url-prefix",
+        required=True,
+        help="the address Label Studio serves FOLDER at, e.g. '/data/local-files/?d=street' for local files",
+    )
+    tasks.add_argument(
+        "--pseudo-key", default="pseudo_mask", help="task-data key of the noisy mask (default pseudo_mask)"
+    )
+    tasks.set_defaults(handler=run_tasks)
 
     simulate = commands.add_parser("simulate", help="benchmark acquisition methods with a simulated annotator")
     simulate.add_argument("data", type=Path, help="data set folder (VOC layout with pseudo/)")
@@ -294,6 +307,13 @@ def run_label_config(args: argparse.Namespace) -> int:
     from alc_backend.labelstudio.config import image_label_config
 
     print(image_label_config(read_class_names(args.data / "classes.txt")), end="")
+    return 0
+
+
+def run_tasks(args: argparse.Namespace) -> int:
+    from alc_backend.labelstudio.tasks import folder_tasks
+
+    print(json.dumps(folder_tasks(args.folder, args.url_prefix, args.pseudo_key), indent=1))
     return 0
 
 

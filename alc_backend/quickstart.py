@@ -5,11 +5,13 @@ Studio (installed into its own venv on first use) unless one is given, starts th
 sample data set (the synthetic street scenes) unless ``--data`` names one, creates and connects the
 image project and runs ``init``. It prints where to go, the login and an API token, and keeps both
 servers running until Ctrl-C, which stops what it started. Everything it writes lives under
-``--workdir``; a second run reuses Label Studio's data and token there.
+``--workdir``; a second run reuses Label Studio's data and token there, and the image project the
+first run made for the same data (``quickstart.json`` records which).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -22,16 +24,19 @@ from pathlib import Path
 
 import requests
 
+from alc_backend.atomic import write_atomically
 from alc_backend.data.dataset import SegmentationDataset
 from alc_backend.data.synthetic import make_synthetic
-from alc_backend.labelstudio.client import LabelStudioClient
+from alc_backend.labelstudio.client import LabelStudioAPIError, LabelStudioClient
 from alc_backend.labelstudio.config import image_label_config
 from alc_backend.labelstudio.local_server import LabelStudioServer
+from alc_backend.labelstudio.tasks import folder_tasks
 
 SAMPLE_IMAGES = 16
 SAMPLE_SEED = 0
 USERNAME = "admin@example.com"
 READY_TIMEOUT_S = 900.0
+RUN_RECORD = "quickstart.json"
 
 
 @dataclass(frozen=True)
@@ -87,7 +92,7 @@ def run_quickstart(config: QuickstartConfig) -> int:
             dataset = _sample(root, config.images)
         if config.label_studio_url is None:
             print("[2/5] starting Label Studio (the first run installs it into .venv-labelstudio and", flush=True)
-            print("      migrates its database: a few minutes)", flush=True)
+            print("      migrates its database: about two minutes)", flush=True)
             server = LabelStudioServer(
                 username=USERNAME,
                 password=_secret(config.workdir / "label-studio" / "password.txt"),
@@ -95,6 +100,7 @@ def run_quickstart(config: QuickstartConfig) -> int:
                 port=config.label_studio_port,
                 token=_secret(config.workdir / "label-studio" / "token.txt"),
                 document_root=dataset.root.resolve().parent,
+                show_progress=True,
             )
             server.start()
             url, token = server.url, server.token
@@ -104,8 +110,13 @@ def run_quickstart(config: QuickstartConfig) -> int:
         print(f"[3/5] starting the backend on port {config.port}", flush=True)
         backend = _start_backend(config, url, token)
         client = LabelStudioClient(url, token)
-        print("[4/5] creating the image project and connecting it", flush=True)
-        project = _image_project(client, dataset)
+        project = _earlier_image_project(client, config.workdir / RUN_RECORD, url, dataset)
+        if project is None:
+            print("[4/5] creating the image project and connecting it", flush=True)
+            project = _image_project(client, dataset)
+            _record_image_project(config.workdir / RUN_RECORD, url, dataset, project)
+        else:
+            print(f"[4/5] reusing image project {project} of the last run, and its queries", flush=True)
         print("[5/5] preparing the project and training the first model (progress below)", flush=True)
         backend_url = f"http://127.0.0.1:{config.port}"
         _init(backend_url, project)
@@ -182,16 +193,35 @@ def _image_project(client: LabelStudioClient, dataset: SegmentationDataset) -> i
     project = int(client.create_project(title, image_label_config(dataset.classes))["id"])
     folder = dataset.root.resolve()
     client.add_local_storage(project, str(folder), title=folder.name)
-    prefix = f"/data/local-files/?d={folder.name}"
-    tasks = []
-    for name in (*dataset.train_names, *dataset.val_names):
-        image = next(path for path in (folder / "images").iterdir() if path.stem == name)
-        task = {"image": f"{prefix}/images/{image.name}", "name": name}
-        if dataset.has_pseudo:
-            task["pseudo_mask"] = f"{prefix}/pseudo/{name}.png"
-        tasks.append(task)
-    client.create_tasks(project, tasks)
+    client.create_tasks(project, folder_tasks(folder, f"/data/local-files/?d={folder.name}"))
     return project
+
+
+def _earlier_image_project(
+    client: LabelStudioClient, record: Path, url: str, dataset: SegmentationDataset
+) -> int | None:
+    """The image project an earlier run made in the same Label Studio for the same data, if it still exists."""
+    try:
+        earlier = json.loads(record.read_text())
+        same = earlier["label_studio_url"] == url and earlier["data"] == str(dataset.root.resolve())
+        project = int(earlier["images_project"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # no record, or one this version cannot read: make a new project
+    if not same:
+        return None
+    try:
+        client.get_project(project)
+    except LabelStudioAPIError as error:
+        if error.status == 404:
+            return None
+        raise
+    return project
+
+
+def _record_image_project(record: Path, url: str, dataset: SegmentationDataset, project: int) -> None:
+    """Remember which image project this run made, for which Label Studio and data (``quickstart.json``)."""
+    text = json.dumps({"label_studio_url": url, "data": str(dataset.root.resolve()), "images_project": project})
+    write_atomically(record, lambda path: Path(path).write_text(text + "\n"))
 
 
 def _init(backend_url: str, project: int) -> None:

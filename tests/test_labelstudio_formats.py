@@ -435,6 +435,31 @@ def test_label_config_command_prints_the_data_sets_classes(tmp_path: Path, capsy
     assert f"{tmp_path / 'missing' / 'classes.txt'} does not exist" in capsys.readouterr().err
 
 
+def test_tasks_command_names_each_image_and_the_pseudo_masks_that_exist(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "images").mkdir()
+    (tmp_path / "pseudo").mkdir()
+    for name in ("b.jpg", "a.png", ".a.png.tmp", "notes.txt"):
+        (tmp_path / "images" / name).write_bytes(b"")
+    (tmp_path / "pseudo" / "b.png").write_bytes(b"")
+    assert cli(["tasks", str(tmp_path), "--url-prefix", "/data/local-files/?d=street/", "--pseudo-key", "noisy"]) == 0
+    assert json.loads(capsys.readouterr().out) == [
+        {"image": "/data/local-files/?d=street/images/a.png", "name": "a"},
+        {
+            "image": "/data/local-files/?d=street/images/b.jpg",
+            "name": "b",
+            "noisy": "/data/local-files/?d=street/pseudo/b.png",
+        },
+    ]
+    (tmp_path / "images" / "a.jpg").write_bytes(b"")
+    assert cli(["tasks", str(tmp_path), "--url-prefix", "x"]) == 2
+    assert (
+        f"{tmp_path / 'images'} holds several files for the same image name: a.jpg and a.png; "
+        "each image name must be unique"
+    ) in capsys.readouterr().err
+
+
 def test_query_config_needs_its_labels() -> None:
     xml = query_label_config(CLASSES).replace("query region", "region")
     with pytest.raises(LabelConfigError) as error:

@@ -1,4 +1,5 @@
-"""`alc-backend quickstart`: bad input stops it before anything starts; a real run reaches a loop, Ctrl-C ends it."""
+"""`alc-backend quickstart`: bad input stops it before anything starts; a real run reaches a loop, Ctrl-C ends it,
+and a second run reuses what the first made."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import subprocess
 import sys
 import threading
 import time
+import venv
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,7 @@ import pytest
 from alc_backend.cli import main
 from alc_backend.labelstudio.client import LabelStudioClient
 from alc_backend.labelstudio.local_server import free_port
+from alc_backend.labelstudio.local_venv import pip_install
 from alc_backend.quickstart import port_is_free
 
 READY_TIMEOUT_S = 900.0
@@ -48,10 +52,46 @@ def test_a_taken_port_or_a_folder_that_is_no_data_set_stops_quickstart_before_it
 
 @pytest.mark.slow
 @pytest.mark.labelstudio
-def test_quickstart_brings_up_a_loop_and_ctrl_c_stops_what_it_started(tmp_path: Path) -> None:
+def test_quickstart_brings_up_a_loop_ctrl_c_stops_it_and_a_second_run_reuses_its_project(tmp_path: Path) -> None:
     label_studio_port, backend_port = free_port(), free_port()
     command = [sys.executable, "-m", "alc_backend.cli", "quickstart", "--workdir", str(tmp_path / "qs")]
     command += ["--images", "4", "--label-studio-port", str(label_studio_port), "--port", str(backend_port)]
+
+    def check_first_run(output: str) -> None:
+        opened = re.search(r"Open (http://127\.0\.0\.1:\d+)/projects/(\d+)/data\?labeling=1", output)
+        assert opened is not None, output
+        url, query_project = opened.group(1), int(opened.group(2))
+        assert url == f"http://127.0.0.1:{label_studio_port}"
+        assert "\nlogin: admin@example.com\n" in output
+        assert "[4/5] creating the image project and connecting it" in output
+        client = LabelStudioClient(url, token_in(output))
+        assert client.list_tasks(query_project), "round 1's queries wait in the query project"
+        assert len(client.list_tasks(query_project - 1)) == 4, "the image project holds the sample's 4 images"
+
+    first = _run_until_ready(command, check_first_run)
+    assert port_is_free(label_studio_port) and port_is_free(backend_port), "Ctrl-C stopped both servers"
+    query_project = int(re.findall(r"/projects/(\d+)/data", first)[0])
+
+    def check_second_run(output: str) -> None:
+        assert f"[4/5] reusing image project {query_project - 1} of the last run, and its queries" in output
+        assert f"/projects/{query_project}/data?labeling=1" in output
+        assert token_in(output) == token_in(first)
+        client = LabelStudioClient(f"http://127.0.0.1:{label_studio_port}", token_in(output))
+        assert len(client.list_tasks(query_project - 1)) == 4, "no second import"
+
+    _run_until_ready(command, check_second_run)
+    assert port_is_free(label_studio_port) and port_is_free(backend_port)
+
+
+def token_in(output: str) -> str:
+    """The token quickstart printed on a line of its own."""
+    (token,) = re.findall(r"^token: (\S+)$", output, flags=re.MULTILINE)
+    return token
+
+
+def _run_until_ready(command: list[str], check: Callable[[str], None]) -> str:
+    """Run quickstart until it prints its token, ``check`` its output while it runs, then Ctrl-C it (exit
+    code 0 asserted); its output."""
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
@@ -65,18 +105,25 @@ def test_quickstart_brings_up_a_loop_and_ctrl_c_stops_what_it_started(tmp_path: 
                 seen.append(lines.get(timeout=1.0))
             except queue.Empty:
                 continue
-        opened = re.search(r"Open (http://127\.0\.0\.1:\d+)/projects/(\d+)/data\?labeling=1", "".join(seen))
-        assert opened is not None, "".join(seen)
-        url, query_project = opened.group(1), int(opened.group(2))
-        assert url == f"http://127.0.0.1:{label_studio_port}"
-        assert any(line.startswith("login: admin@example.com") for line in seen)
-        token = next(line for line in seen if line.startswith("token: ")).split()[1]
-        client = LabelStudioClient(url, token)
-        assert client.list_tasks(query_project), "round 1's queries wait in the query project"
-        assert len(client.list_tasks(query_project - 1)) == 4, "the image project holds the sample's 4 images"
+        check("".join(seen))
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=120) == 0
     finally:
         if process.poll() is None:
             process.kill()
-    assert port_is_free(label_studio_port) and port_is_free(backend_port), "Ctrl-C stopped both servers"
+    return "".join(seen)
+
+
+@pytest.mark.slow
+def test_pip_install_reports_each_package_it_collects_and_fails_with_the_tail_of_pips_output(tmp_path: Path) -> None:
+    venv.create(tmp_path / "venv", with_pip=True)
+    python = tmp_path / "venv" / "bin" / "python"
+    collected: list[str] = []
+    pip_install(python, ["six"], on_package=collected.append)
+    assert collected == ["six"]
+    assert subprocess.run([str(python), "-c", "import six"], check=False).returncode == 0
+    with pytest.raises(RuntimeError) as failure:
+        pip_install(python, ["alc-backend-no-such-package==0.0.1"])
+    message = str(failure.value)
+    assert message.startswith("pip install alc-backend-no-such-package==0.0.1 failed (exit 1):\n")
+    assert "No matching distribution found for alc-backend-no-such-package==0.0.1" in message

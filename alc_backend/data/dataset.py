@@ -200,24 +200,30 @@ def write_superpixel_png(path: str | os.PathLike[str], ids: np.ndarray) -> None:
 
 
 def _image_names(folder: Path) -> list[str]:
-    """Sorted image names (file names without suffix) in ``folder``; DatasetError if none.
+    """Sorted image names (file names without suffix) in ``folder``; DatasetError if none."""
+    return list(image_files(folder))
 
-    Hidden files (leading dot, e.g. unfinished atomic writes) and other suffixes are skipped.
+
+def image_files(folder: Path) -> dict[str, Path]:
+    """The image files in ``folder`` by name (file name without suffix), sorted by name; DatasetError if none.
+
+    Hidden files (leading dot, e.g. unfinished atomic writes) and other suffixes are skipped; two
+    files of one name (``a.png`` and ``a.jpg``) are a DatasetError.
     """
     if not folder.is_dir():
         raise DatasetError(f"{folder} does not exist (expected images/NAME.png|.jpg|.jpeg)")
-    files: dict[str, list[str]] = {}
+    files: dict[str, list[Path]] = {}
     for path in folder.iterdir():
         if path.suffix in _IMAGE_FILE_SUFFIXES and not path.name.startswith(".") and path.is_file():
-            files.setdefault(path.stem, []).append(path.name)
+            files.setdefault(path.stem, []).append(path)
     if not files:
         raise DatasetError(f"{folder} holds no images (.png, .jpg or .jpeg files)")
-    clashes = sorted(" and ".join(sorted(found)) for found in files.values() if len(found) > 1)
+    clashes = sorted(" and ".join(sorted(path.name for path in found)) for found in files.values() if len(found) > 1)
     if clashes:
         raise DatasetError(
             f"{folder} holds several files for the same image name: {_listing(clashes)}; each image name must be unique"
         )
-    return sorted(files)
+    return {name: files[name][0] for name in sorted(files)}
 
 
 def _check_label_folder(folder: Path, names: Iterable[str], what: str) -> None:

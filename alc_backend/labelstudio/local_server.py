@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from tqdm import tqdm
 
 from alc_backend.labelstudio.client import LabelStudioClient
 from alc_backend.labelstudio.local_venv import ensure_label_studio_venv
@@ -50,12 +51,15 @@ class LabelStudioServer:
         port: int | None = None,
         token: str | None = None,
         document_root: Path | None = None,
+        show_progress: bool = False,
     ) -> None:
         """``base_dir`` holds the data folder, the document root and the log (kept by :meth:`stop`
         when given; a temporary folder, deleted by :meth:`stop`, when None); ``port`` is a free one
         when None; ``token`` the admin's legacy API token (a new random one when None);
-        ``document_root`` the folder served as local files (``base_dir/documents`` when None)."""
-        self.venv = ensure_label_studio_venv()
+        ``document_root`` the folder served as local files (``base_dir/documents`` when None);
+        ``show_progress`` shows on stderr the installation of Label Studio and the wait for it to start."""
+        self.show_progress = show_progress
+        self.venv = ensure_label_studio_venv(show_progress=show_progress)
         self._owns_base_dir = base_dir is None
         self.base_dir = Path(tempfile.mkdtemp(prefix="alc-labelstudio-")) if base_dir is None else base_dir
         self.data_dir = self.base_dir / "data"
@@ -165,19 +169,26 @@ class LabelStudioServer:
         assert self._process is not None
         deadline = time.monotonic() + START_TIMEOUT_S
         headers = {"Authorization": f"Token {self.token}"}
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                code = self._process.returncode
-                self._process = None
-                raise RuntimeError(f"Label Studio exited with code {code} while starting. Log tail:\n{self.log_tail()}")
-            try:
-                if requests.get(f"{self.url}/api/version", headers=headers, timeout=5).status_code == 200:
+        with tqdm(desc="starting Label Studio", bar_format="{desc}: {elapsed}", disable=not self.show_progress) as bar:
+            while time.monotonic() < deadline:
+                bar.refresh()
+                if self._api_answers(headers):
                     return
-            except requests.RequestException:
-                pass
-            time.sleep(1.0)
+                time.sleep(1.0)
         self.stop_temporarily()
         raise RuntimeError(
             f"Label Studio did not answer at {self.url}/api/version within {START_TIMEOUT_S:.0f} s. "
             f"Log tail:\n{self.log_tail()}"
         )
+
+    def _api_answers(self, headers: dict[str, str]) -> bool:
+        """Whether `GET /api/version` answers 200 now; raise with the log's tail when the process has exited."""
+        assert self._process is not None
+        if self._process.poll() is not None:
+            code = self._process.returncode
+            self._process = None
+            raise RuntimeError(f"Label Studio exited with code {code} while starting. Log tail:\n{self.log_tail()}")
+        try:
+            return requests.get(f"{self.url}/api/version", headers=headers, timeout=5).status_code == 200
+        except requests.RequestException:
+            return False

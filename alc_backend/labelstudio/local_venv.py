@@ -6,10 +6,14 @@ environment: it gets a venv of its own, created on first use and shared by later
 
 from __future__ import annotations
 
+import collections
 import fcntl
 import os
 import subprocess
+from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from tqdm import tqdm
 
 LABEL_STUDIO_VERSION = "1.23.2"
 OUTPUT_TAIL_CHARS = 3000
@@ -21,11 +25,12 @@ def label_studio_venv_path() -> Path:
     return Path(configured) if configured else Path.cwd() / ".venv-labelstudio"
 
 
-def ensure_label_studio_venv() -> Path:
+def ensure_label_studio_venv(*, show_progress: bool = False) -> Path:
     """Return the root of a venv holding label-studio==1.23.2, creating it first if it lacks `bin/label-studio`.
 
     A file lock inside the venv's folder makes concurrent test processes wait for one installation instead of
-    running two. Raises RuntimeError with the tail of the failing command's output when installing fails.
+    running two. With ``show_progress``, a progress line on stderr counts the packages pip collects. Raises
+    RuntimeError with the tail of the failing command's output when installing fails.
     """
     venv = label_studio_venv_path()
     if (venv / "bin" / "label-studio").exists():
@@ -35,22 +40,46 @@ def ensure_label_studio_venv() -> Path:
         fcntl.flock(lock_file, fcntl.LOCK_EX)
         try:
             if not (venv / "bin" / "label-studio").exists():
-                _install(venv)
+                _install(venv, show_progress)
         finally:
             fcntl.flock(lock_file, fcntl.LOCK_UN)
     return venv
 
 
-def _install(venv: Path) -> None:
+def _install(venv: Path, show_progress: bool) -> None:
     """Create the venv (if needed) and pip-install the pinned Label Studio into it."""
     if not (venv / "bin" / "python").exists():
         _run(["python3", "-m", "venv", str(venv)], "creating the venv")
-    _run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", f"label-studio=={LABEL_STUDIO_VERSION}"],
-        f"installing label-studio=={LABEL_STUDIO_VERSION}",
-    )
+    requirement = f"label-studio=={LABEL_STUDIO_VERSION}"
+    with tqdm(desc=f"installing {requirement}", unit=" packages", disable=not show_progress) as bar:
+
+        def collected(package: str) -> None:
+            bar.update(1)
+            bar.set_postfix_str(package)
+
+        pip_install(venv / "bin" / "python", [requirement], on_package=collected)
     if not (venv / "bin" / "label-studio").exists():
         raise RuntimeError(f"pip finished but {venv / 'bin' / 'label-studio'} does not exist")
+
+
+def pip_install(python: Path, requirements: Sequence[str], on_package: Callable[[str], None] | None = None) -> None:
+    """Run ``python -m pip install REQUIREMENTS``, calling ``on_package(name)`` as pip collects each package.
+
+    pip's own output is read line by line (its ``Collecting NAME`` lines give the progress); raises
+    RuntimeError with the tail of that output when pip fails.
+    """
+    command = [str(python), "-m", "pip", "install", "--progress-bar", "off", *requirements]
+    tail: collections.deque[str] = collections.deque(maxlen=60)
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            tail.append(line)
+            words = line.split()
+            if on_package is not None and len(words) >= 2 and words[0] == "Collecting":
+                on_package(words[1])
+    if process.returncode != 0:
+        output = "".join(tail)[-OUTPUT_TAIL_CHARS:]
+        raise RuntimeError(f"pip install {' '.join(requirements)} failed (exit {process.returncode}):\n{output}")
 
 
 def _run(command: list[str], what: str) -> None:

@@ -311,7 +311,7 @@ class ProjectWork:
         if annotations:
             progress = answer_progress(workspace, state.round)
             logger.info(
-                "project %s: %d answers in all; round %d: %d of %d queries answered",
+                "project %s: answers: %d received; round %d: %d of %d queries answered",
                 project,
                 progress["received"],
                 state.round,
