@@ -430,7 +430,7 @@ def serving_url(host: str, port: int) -> str:
 def run_worker(args: argparse.Namespace) -> int:
     import socket
 
-    from alc_backend.rq_jobs import connect_redis, worker_environment_problem
+    from alc_backend.rq_jobs import connect_redis, work_through_outages, worker_environment_problem
     from alc_backend.service.settings import BackendSettings
     from alc_backend.training.device import pick_device
 
@@ -448,16 +448,19 @@ def run_worker(args: argparse.Namespace) -> int:
         f"workspace {settings.model_dir.resolve()}",
         flush=True,
     )
-    # An idle rq worker waits for a job worker_ttl - 15 s at a time and runs its maintenance (which
-    # retries the jobs of dead workers) only between waits: keep the wait as short as the interval.
-    worker = Worker(
-        queues,
-        connection=redis,
-        job_monitoring_interval=args.monitoring_interval,
-        maintenance_interval=args.maintenance_interval,
-        worker_ttl=max(args.maintenance_interval, args.monitoring_interval) + 15,
-    )
-    worker.work(burst=args.burst, with_scheduler=True)
+
+    def new_worker() -> Worker:
+        # An idle rq worker waits for a job worker_ttl - 15 s at a time and runs its maintenance (which
+        # retries the jobs of dead workers) only between waits: keep the wait as short as the interval.
+        return Worker(
+            queues,
+            connection=redis,
+            job_monitoring_interval=args.monitoring_interval,
+            maintenance_interval=args.maintenance_interval,
+            worker_ttl=max(args.maintenance_interval, args.monitoring_interval) + 15,
+        )
+
+    work_through_outages(new_worker, redis, settings.redis_url, burst=args.burst)
     return 0
 
 

@@ -19,6 +19,9 @@ Redis keep apart.
   that fails twice stays in rq's failed registry (``status`` shows its exception's last line,
   the worker's log its traceback). Checkpoints
   are written atomically, so the last good model keeps serving meanwhile.
+- **Redis outages.** rq's worker quits when Redis goes away outside its wait for a job (while it
+  runs a job or records a finished one); :func:`work_through_outages` then stops the job that
+  was running, waits for Redis to answer again and starts a fresh rq worker.
 
 rq and redis are imported here only: the embedded default runs without them installed.
 """
@@ -26,14 +29,19 @@ rq and redis are imported here only: the embedded default runs without them inst
 from __future__ import annotations
 
 import os
+import signal
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from types import FrameType
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue, Retry, Worker
 from rq.job import Job
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
@@ -57,6 +65,12 @@ LOCK_WAIT_S = 600
 """How long a job waits for its project's lock before failing (and being retried)."""
 REQUEST_LOCK_WAIT_S = 30
 """How long a request of the web process waits for its project's lock (503 after)."""
+REDIS_RETRY_FIRST_S = 1.0
+"""A worker that lost Redis tries it again after this long, then after twice as long each time..."""
+REDIS_RETRY_MAX_S = 30.0
+"""...but never waits longer than this between two tries."""
+REDIS_LOST = (RedisConnectionError, RedisTimeoutError)
+"""The errors that mean Redis went away (redis-py's BusyLoadingError, a Redis still loading, is one)."""
 
 
 def connect_redis(url: str) -> Redis:
@@ -203,6 +217,98 @@ def project_lock(redis: Redis, name: str, wait_s: float = LOCK_WAIT_S) -> Iterat
             lock.release()
         except RedisError:
             pass
+
+
+class _StopWaiting(Exception):
+    """SIGINT or SIGTERM came while the worker waited for Redis."""
+
+
+def work_through_outages(
+    new_worker: Callable[[], Worker],
+    redis: Redis,
+    url: str,
+    burst: bool = False,
+    first_wait_s: float = REDIS_RETRY_FIRST_S,
+    max_wait_s: float = REDIS_RETRY_MAX_S,
+) -> None:
+    """Run ``new_worker()``'s rq worker, and a fresh one each time Redis (``redis``, at ``url``) comes back.
+
+    Returns when a worker stops on its own terms (SIGINT/SIGTERM, or an empty queue with ``burst``)
+    or when SIGINT/SIGTERM comes while Redis is away. A worker that loses Redis says so on stderr
+    and waits for it to answer a PING (``first_wait_s``, doubling to ``max_wait_s`` between tries).
+    Errors other than Redis's connection errors and time-outs propagate.
+    """
+    while True:
+        worker: Worker | None = None
+        try:
+            worker = new_worker()
+            worker.work(burst=burst, with_scheduler=True)
+            return
+        except REDIS_LOST as error:
+            lost = error
+        if worker is not None:
+            _let_go(worker)
+            # rq's handler of SIGINT/SIGTERM notes the time, then asks Redis for the worker's state: a
+            # signal that came as Redis went away ended in the error caught above.
+            if worker._shutdown_requested_date is not None:
+                return
+        if not wait_for_redis(redis, url, lost, first_wait_s, max_wait_s):
+            return
+        if worker is not None:
+            try:
+                worker.register_death()  # so that a Redis that kept its data does not list it as working
+            except RedisError:
+                pass
+
+
+def _let_go(worker: Worker) -> None:
+    """Stop what an rq worker that lost Redis leaves running.
+
+    Its work horse, if a job was running: no one watches it any more and its project's lock
+    lapses, so it could overlap the job's retry (a killed worker's job is retried, the same way).
+    Its pubsub thread: it would retry the dead worker's channel forever.
+    """
+    if worker.horse_pid:
+        worker.kill_horse()
+        worker.wait_for_horse()
+    if worker.pubsub_thread is not None:
+        worker.pubsub_thread.stop()
+
+
+def wait_for_redis(redis: Redis, url: str, error: Exception, first_wait_s: float, max_wait_s: float) -> bool:
+    """Wait until ``redis`` answers a PING, one line on stderr per try; False if SIGINT/SIGTERM came first.
+
+    ``error`` is what Redis did last. Replaces the handlers of SIGINT and SIGTERM (rq's would call
+    Redis) with its own for the wait, and restores Python's defaults after it: the next rq worker
+    installs its own.
+    """
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        for stopping in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(stopping, signal.SIG_IGN)  # a second signal must not interrupt the way out
+        raise _StopWaiting
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop)
+    wait_s = first_wait_s
+    try:
+        while True:
+            print(f"Redis at {url} is unreachable ({error}); trying again in {wait_s:g} s", file=sys.stderr, flush=True)
+            time.sleep(wait_s)
+            try:
+                redis.ping()
+            except REDIS_LOST as again:
+                error = again
+                wait_s = min(wait_s * 2, max_wait_s)
+                continue
+            print(f"Redis at {url} answers again; starting a new worker", file=sys.stderr, flush=True)
+            return True
+    except _StopWaiting:
+        print("stopping: asked to while waiting for Redis", file=sys.stderr, flush=True)
+        return False
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def worker_environment_problem() -> str | None:

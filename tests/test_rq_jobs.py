@@ -236,7 +236,7 @@ def test_the_backend_and_its_worker_ride_out_a_redis_restart(
 
             eventually(written, "the worker to prepare the project", 300)
             # Redis goes away while the worker waits for work: rq's worker reconnects then. Going away
-            # while it records a finished job makes rq's worker quit (docs/workers.md, "Redis down").
+            # while it runs or records a job: test_worker_outage.py.
             eventually(worker_idle, "the worker to finish its jobs", 300)
             task = client.get_task(first)
             redis_server.stop()
