@@ -30,6 +30,7 @@ from alc_backend.data.synthetic import make_synthetic
 from alc_backend.labelstudio.client import LabelStudioAPIError, LabelStudioClient
 from alc_backend.labelstudio.config import image_label_config
 from alc_backend.labelstudio.local_server import LabelStudioServer
+from alc_backend.labelstudio.local_venv import label_studio_venv_path
 from alc_backend.labelstudio.tasks import folder_tasks
 
 SAMPLE_IMAGES = 16
@@ -91,8 +92,8 @@ def run_quickstart(config: QuickstartConfig) -> int:
             root = config.workdir / "label-studio" / "documents" / "sample"
             dataset = _sample(root, config.images)
         if config.label_studio_url is None:
-            print("[2/5] starting Label Studio (the first run installs it into .venv-labelstudio and", flush=True)
-            print("      migrates its database: about two minutes)", flush=True)
+            print(f"[2/5] starting Label Studio (the first run installs it into {label_studio_venv_path()}", flush=True)
+            print("      and migrates its database: about two minutes)", flush=True)
             server = LabelStudioServer(
                 username=USERNAME,
                 password=_secret(config.workdir / "label-studio" / "password.txt"),
