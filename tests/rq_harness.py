@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from alc_backend.labelstudio.local_server import free_port
+from alc_backend.processes import stop_process_group
 
 MACHINE_REDIS = "redis://127.0.0.1:6379"
 
@@ -31,13 +32,7 @@ def rq_worker(env: dict[str, str], log: Path, *options: str) -> Iterator[subproc
     try:
         yield process
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop_process_group(process)
 
 
 def kill_worker(process: subprocess.Popen[bytes]) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ from alc_backend.data.dataset import SegmentationDataset, read_label_png
 from alc_backend.labelstudio.client import LabelStudioClient
 from alc_backend.labelstudio.local_server import free_port
 from alc_backend.labelstudio.local_venv import ensure_label_studio_venv
+from alc_backend.processes import stop_process_group
 
 pytestmark = [pytest.mark.slow, pytest.mark.labelstudio]
 
@@ -65,12 +65,7 @@ def background(command: str, environment: dict[str, str], cwd: Path, log: Path) 
     try:
         yield process
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_process_group(process, 60.0)
 
 
 def run(command: str, environment: dict[str, str], cwd: Path) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -25,6 +24,7 @@ from tqdm import tqdm
 
 from alc_backend.labelstudio.client import LabelStudioClient
 from alc_backend.labelstudio.local_venv import ensure_label_studio_venv
+from alc_backend.processes import stop_process_group
 from alc_backend.service.settings import BackendSettings
 
 START_TIMEOUT_S = 240.0
@@ -107,12 +107,7 @@ class LabelStudioServer:
         if process is None:
             return
         self._process = None
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_process_group(process, STOP_TIMEOUT_S)
 
     def restart(self) -> None:
         """Start the server again after `stop_temporarily()`."""

@@ -1,0 +1,20 @@
+"""Stopping a child process together with everything it started."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+
+
+def stop_process_group(process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
+    """SIGTERM the process group that ``process`` leads (started with ``start_new_session=True``),
+    and SIGKILL it when ``process`` has not exited ``timeout_s`` seconds later. Waits for the exit."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
