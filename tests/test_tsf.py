@@ -178,3 +178,17 @@ def test_a_round_with_the_tsf_trainer_learns_from_the_answered_pixels_and_keeps_
     assert not any(parameter.requires_grad for parameter in teacher.parameters())
     supervised = train_round_model(images, fast)
     assert all(parameter.requires_grad for parameter in supervised.parameters())
+
+
+@pytest.mark.slow
+def test_before_any_answer_the_tsf_trainer_trains_supervised_on_the_current_labels(tmp_path: Path) -> None:
+    dataset = make_synthetic(tmp_path / "data", 2, 3, size=32, val_fraction=0.0, progress=False)
+    LabelStore.from_pseudo_labels(tmp_path / "run" / "labels", dataset, dataset.train_names)
+    source = SuperpixelSource(dataset, tmp_path / "cache")
+    images = SimulationImages(dataset, source, dataset.train_names, tmp_path / "run")
+    fast = RoundSettings(epochs=1, image_size=32, batch_size=2, encoder="resnet18", encoder_weights="none")
+    fast = fast.replace(device="cpu")
+    tsf = train_round_model(images, fast.replace(trainer="tsf")).state_dict()
+    supervised = train_round_model(images, fast).state_dict()
+    assert tsf.keys() == supervised.keys()
+    assert all(torch.equal(tsf[name], supervised[name]) for name in tsf)

@@ -34,7 +34,9 @@ def train_round_model(images: RoundImages, settings: RoundSettings, progress: bo
     With ``settings.multiclass_loss == "partial"``, regions whose answers ticked several classes
     train it by the partial losses of eq. 10 instead of by their labels. With
     ``settings.trainer == "tsf"`` it is the teacher of Teacher-Student-Friend training, the
-    verified pixels labelled and the rest pseudo-labelled.
+    verified pixels labelled and the rest pseudo-labelled, once answers have verified a pixel;
+    before that, TSF has no labelled pixel to anchor it (eq. 1 is empty) and the model trains
+    supervised on the current labels.
 
     Every round trains with ``settings.seed``: the initial weights and the order of the
     batches are the same in each round, so what differs between rounds and methods is the labels.
@@ -50,7 +52,7 @@ def train_round_model(images: RoundImages, settings: RoundSettings, progress: bo
     )
     config = model_config(settings, images.num_classes)
     device = pick_device(settings.device)
-    if settings.trainer == "tsf":
+    if settings.trainer == "tsf" and any(images.verified(key).mask.any() for key in keys):
         tsf = TSFConfig(ema_decay=settings.tsf_ema_decay, confidence_threshold=settings.tsf_threshold)
         return train_tsf(VerifiedTrainingImages(images, keys), config, train_config, tsf, device, progress)
     data = TrainingImages(images, keys, with_mixed=settings.multiclass_loss == "partial")
