@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
 
 from alc_backend.engine.corrections import AutoCorrection
+from alc_backend.server import create_app
 from alc_backend.service import report as report_module
+from alc_backend.service.backend import Backend
 from alc_backend.service.report import report_from_records
 from alc_backend.service.report_plot import draw_report
-from alc_backend.service.workspace import AnswerRecord, QueryRecord
+from alc_backend.service.settings import BackendSettings
+from alc_backend.service.workspace import AnswerRecord, ProjectState, QueryRecord, TaskRecord, Workspace
 
 CLASSES = ["background", "road", "car"]
 
@@ -92,3 +97,55 @@ def test_the_report_png_has_its_five_panels_and_refuses_a_health_without_a_repor
     assert (tmp_path / "empty.png").stat().st_size > 0
     with pytest.raises(ValueError, match=r"project 7 has no report in /health \(is the backend older"):
         draw_report("7", {"round": 1}, out)
+
+
+WORKSPACE_FILES = ("state", "tasks", "corrections", "queries", "answers", "round_notes")
+"""The :class:`Workspace` methods that /health calls, each reading one file of a project's workspace."""
+
+
+def test_health_reads_each_workspace_file_once_per_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """answers.json and queries.json grow with every query: /health reads them once per project,
+    not once per part of its answer, and serves the same numbers as the records give."""
+    settings = BackendSettings(model_dir=tmp_path / "workspace", label_studio_url="http://127.0.0.1:9", api_key="x")
+    backend = Backend(settings, retry_delays_s=())
+    for project in (3, 4):
+        workspace = backend.workspace(project)
+        workspace.save_state(ProjectState(project, CLASSES, "<View/>", query_project=project + 10, round=1))
+        workspace.save_tasks({1: TaskRecord(1, "a", "a.png", 4, 4)})
+        workspace.save_queries(QUERIES)
+        workspace.save_answers(ANSWERS)
+        workspace.save_corrections(CORRECTIONS)
+        workspace.save_round_notes(3, {"lcm": {"trusted_classes": [0, 2]}})
+    reads: Counter[tuple[int, str]] = Counter()
+
+    def counted(name: str) -> Any:
+        read = getattr(Workspace, name)
+
+        def reading(self: Workspace) -> Any:
+            reads[(self.project, name)] += 1
+            return read(self)
+
+        return reading
+
+    for name in WORKSPACE_FILES:
+        monkeypatch.setattr(Workspace, name, counted(name))
+    try:
+        health = create_app(settings, backend).test_client().get("/health")
+    finally:
+        backend.runner.stop()
+    assert health.status_code == 200
+    assert reads == {(project, name): 1 for project in (3, 4) for name in WORKSPACE_FILES}
+    served = health.json["projects"]["3"]
+    assert served["report"] == report_from_records(ANSWERS, QUERIES, CORRECTIONS, CLASSES)
+    assert served["answers"] == {"received": 6, "round_queries": 6, "round_answered": 6}
+    assert served["correctors"] == {
+        "lcm": {
+            "corrections": 2,
+            "corrected_pixels": 9,
+            "audited": 2,
+            "confirmed": 1,
+            "precision": 0.5,
+            "trusted_classes": [0, 2],
+            "abstained": None,
+        }
+    }

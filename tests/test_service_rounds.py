@@ -83,7 +83,9 @@ def test_a_round_over_a_workspace_asks_the_top_superpixels_and_correctors_leave_
     for task, record in records.items():
         region = workspace.superpixels(record.image_task) == record.superpixel
         assert (workspace.labels(record.image_task)[region] == answers[task]).all(), "an answered superpixel changed"
-    status = corrector_status(workspace, settings.correctors)
+    status = corrector_status(
+        workspace.answers(), workspace.queries(), workspace.corrections(), workspace.round_notes(), settings.correctors
+    )
     assert status["lcm"]["corrections"] == sum(r.corrector == "lcm" for r in outcome.written)
     assert status["plar"]["corrected_pixels"] == sum(r.pixels for r in outcome.written if r.corrector == "plar")
     assert status["lcm"]["audited"] == 0 and status["lcm"]["precision"] is None

@@ -23,7 +23,7 @@ from alc_backend.service.answers import (
 from alc_backend.service.parts import STALE_CLAIM_S, PreparationParts
 from alc_backend.service.rounds import answer_progress
 from alc_backend.service.settings import BackendSettings, SettingsError
-from alc_backend.service.workspace import AnswerRecord, QueryRecord, TaskRecord, Workspace
+from alc_backend.service.workspace import AnswerRecord, QueryRecord, TaskRecord
 
 T1, T2, T3 = "2026-11-22T01:00:00Z", "2026-11-22T01:00:05Z", "2026-11-22T01:00:09Z"
 
@@ -263,25 +263,19 @@ def test_timed_answers_take_live_answered_queries_by_their_predicted_classes() -
     assert timed == [("correction", 1, 6.0), ("correction", 2, 9.5), ("multiclass", 2, 11.0)]
 
 
-def test_answer_progress_counts_live_answers_and_the_rounds_answered_queries(tmp_path: Path) -> None:
-    workspace = Workspace(tmp_path, 1)
-    workspace.root.mkdir(parents=True)
+def test_answer_progress_counts_live_answers_and_the_rounds_answered_queries() -> None:
     place = {"image_task": 9, "row": 0, "col": 0, "proposed": 0, "label_before": 0}
-    workspace.save_queries(
-        {
-            40: QueryRecord(40, superpixel=1, round=1, rank=0, **place),
-            41: QueryRecord(41, superpixel=2, round=2, rank=0, **place),
-            42: QueryRecord(42, superpixel=3, round=2, rank=1, **place),
-            43: QueryRecord(43, superpixel=4, round=2, rank=2, **place),
-        }
-    )
-    workspace.save_answers(
-        {
-            1: AnswerRecord(1, 40, (0,), T1),
-            2: AnswerRecord(2, 41, (), T1),  # a skip is an answer received
-            3: AnswerRecord(3, 42, (1,), T1, deleted=True),
-            4: AnswerRecord(4, 41, (2,), T2),  # the same query again: still one answer
-        }
-    )
-    assert answer_progress(workspace, 2) == {"received": 2, "round_queries": 3, "round_answered": 1}
-    assert answer_progress(workspace, 1) == {"received": 2, "round_queries": 1, "round_answered": 1}
+    queries = {
+        40: QueryRecord(40, superpixel=1, round=1, rank=0, **place),
+        41: QueryRecord(41, superpixel=2, round=2, rank=0, **place),
+        42: QueryRecord(42, superpixel=3, round=2, rank=1, **place),
+        43: QueryRecord(43, superpixel=4, round=2, rank=2, **place),
+    }
+    answers = {
+        1: AnswerRecord(1, 40, (0,), T1),
+        2: AnswerRecord(2, 41, (), T1),  # a skip is an answer received
+        3: AnswerRecord(3, 42, (1,), T1, deleted=True),
+        4: AnswerRecord(4, 41, (2,), T2),  # the same query again: still one answer
+    }
+    assert answer_progress(answers, queries, 2) == {"received": 2, "round_queries": 3, "round_answered": 1}
+    assert answer_progress(answers, queries, 1) == {"received": 2, "round_queries": 1, "round_answered": 1}

@@ -67,6 +67,8 @@ def score_superpixels(
     class_weights: Array | None = None,
     class_prior: Array | None = None,
     nu: float = PIXBAL_NU,
+    segments: Segments | None = None,
+    predicted: Array | None = None,
 ) -> Array:
     """Score every superpixel of one image for a correction query.
 
@@ -90,6 +92,9 @@ def score_superpixels(
         class_prior: ``(C,)`` mean softmax over the data set's pixels, for ``pixbal``; this
             image's own mean when ``None``.
         nu: PixBal's class-balancing strength, ``>= 0``.
+        segments: ``Segments.from_map(superpixels)`` on ``probs``' device, when the caller has it.
+        predicted: ``(H, W)`` int64 class per pixel (:func:`~alc_backend.engine.pool.class_argmax`
+            of ``probs``) on ``probs``' device, when the caller has it.
 
     Returns:
         ``(K,)`` float64 scores, higher = more useful to ask.
@@ -103,27 +108,30 @@ def score_superpixels(
         raise ValueError(f"eps must lie in [0, 1], got {eps}")
     tensor = as_tensor(probs)
     device = tensor.device
-    segments = Segments.from_map(superpixels, device)
+    if segments is None:
+        segments = Segments.from_map(superpixels, device)
     if method == "random":
         draws = (rng if rng is not None else np.random.default_rng()).random(segments.k)
         return like(torch.from_numpy(draws).to(device), probs)
     if method == "softmin":
         host_probs = tensor.cpu().numpy()
         host_labels = as_tensor(labels).cpu().numpy()
-        quality = softmin_label_quality(host_probs, host_labels, Segments.from_map(as_tensor(superpixels).cpu()))
+        host_segments = segments if segments.device.type == "cpu" else Segments.from_map(as_tensor(superpixels).cpu())
+        quality = softmin_label_quality(host_probs, host_labels, host_segments)
         return like(torch.from_numpy(1.0 - quality).to(device), probs)
     num_classes = tensor.shape[0]
     flat = tensor.reshape(num_classes, -1)
+    flat_predicted = None if predicted is None else as_tensor(predicted, device).reshape(-1)
     if method == "classbal":
         counts = None if class_counts is None else as_tensor(class_counts, device)
-        return like(class_balanced_bvsb(flat, segments, counts), probs)
+        return like(class_balanced_bvsb(flat, segments, counts, flat_predicted), probs)
     if method == "pixbal":
         prior = None if class_prior is None else as_tensor(class_prior, device)
-        return like(pixel_balanced_bvsb(flat, segments, prior, nu), probs)
+        return like(pixel_balanced_bvsb(flat, segments, prior, nu, flat_predicted), probs)
 
     norms = column_norms(flat)
     if representatives is None:
-        rep_flat = representative_indices(flat, segments, norms)
+        rep_flat = representative_indices(flat, segments, norms, flat_predicted)
     else:
         if tuple(representatives.shape) != (segments.k, 2):
             raise ValueError(f"representatives must have shape ({segments.k}, 2), got {tuple(representatives.shape)}")
@@ -182,7 +190,10 @@ def bvsb_ratio(probs: torch.Tensor) -> torch.Tensor:
 
 
 def class_balanced_bvsb(
-    flat_probs: torch.Tensor, segments: Segments, class_counts: torch.Tensor | None
+    flat_probs: torch.Tensor,
+    segments: Segments,
+    class_counts: torch.Tensor | None,
+    predicted: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``classbal``: mean ``p2/p1`` over each superpixel times ``1 / pi_{D(s)}`` (see module doc).
 
@@ -191,12 +202,15 @@ def class_balanced_bvsb(
         segments: the superpixels, grouped, on ``flat_probs``' device.
         class_counts: ``(C,)`` superpixels per dominant predicted class, data-set wide; this
             image's own counts when ``None``.
+        predicted: ``(N,)`` int64 ``class_argmax(flat_probs)``, when the caller has it.
 
     Returns:
         ``(K,)`` float64 scores.
     """
     num_classes = flat_probs.shape[0]
-    dominant = segments.class_counts(class_argmax(flat_probs), num_classes).argmax(dim=1)
+    if predicted is None:
+        predicted = class_argmax(flat_probs)
+    dominant = segments.class_counts(predicted, num_classes).argmax(dim=1)
     if class_counts is None:
         class_counts = torch.bincount(dominant, minlength=num_classes)
     if tuple(class_counts.shape) != (num_classes,):
@@ -291,7 +305,11 @@ def pixel_class_weights(labels: Array, class_weights: Array) -> Array:
 
 
 def pixel_balanced_bvsb(
-    flat_probs: torch.Tensor, segments: Segments, class_prior: torch.Tensor | None, nu: float
+    flat_probs: torch.Tensor,
+    segments: Segments,
+    class_prior: torch.Tensor | None,
+    nu: float,
+    predicted: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``pixbal``: mean over each superpixel of ``(p2/p1)(x) / (1 + nu P(c_1(x)))^2`` (see module doc).
 
@@ -300,6 +318,7 @@ def pixel_balanced_bvsb(
         segments: the superpixels, grouped, on ``flat_probs``' device.
         class_prior: ``(C,)`` mean softmax over the data set; this image's own when ``None``.
         nu: class-balancing strength, ``>= 0``.
+        predicted: ``(N,)`` int64 ``class_argmax(flat_probs)`` (``c_1``), when the caller has it.
 
     Returns:
         ``(K,)`` float64 scores.
@@ -311,5 +330,7 @@ def pixel_balanced_bvsb(
         class_prior = flat_probs.to(torch.float64).mean(dim=1)
     if tuple(class_prior.shape) != (num_classes,):
         raise ValueError(f"class_prior must have shape ({num_classes},), got {tuple(class_prior.shape)}")
-    balance = (1.0 + nu * class_prior.to(torch.float64)[class_argmax(flat_probs)]) ** -2
+    if predicted is None:
+        predicted = class_argmax(flat_probs)
+    balance = (1.0 + nu * class_prior.to(torch.float64)[predicted]) ** -2
     return segments.mean(bvsb_ratio(flat_probs) * balance)

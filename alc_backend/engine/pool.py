@@ -92,19 +92,24 @@ def dominant_classes(probs: Array, superpixels: Array) -> Array:
     return like(segments.class_counts(predicted, num_classes).argmax(dim=1), probs)
 
 
-def representative_indices(flat_probs: torch.Tensor, segments: Segments, norms: torch.Tensor) -> torch.Tensor:
+def representative_indices(
+    flat_probs: torch.Tensor, segments: Segments, norms: torch.Tensor, predicted: torch.Tensor | None = None
+) -> torch.Tensor:
     """Flat pixel index (``row * W + col``) of each superpixel's representative pixel (eq. 4).
 
     Args:
         flat_probs: ``(C, N)`` softmax probabilities of the ``N = H * W`` pixels.
         segments: the superpixels, grouped, on ``flat_probs``' device.
         norms: ``column_norms(flat_probs)``, computed once by the caller.
+        predicted: ``(N,)`` int64 ``class_argmax(flat_probs)`` on ``flat_probs``' device, when the
+            caller has it; computed here when None.
 
     Returns:
         ``(K,)`` int64 flat indices.
     """
     num_classes = flat_probs.shape[0]
-    predicted = class_argmax(flat_probs)
+    if predicted is None:
+        predicted = class_argmax(flat_probs)
     dominant = segments.class_counts(predicted, num_classes).argmax(dim=1)
     core_ids = torch.where(predicted == dominant[segments.ids], segments.ids, segments.k)  # k: not in a core
     core_sum = torch.zeros(num_classes, segments.k + 1, dtype=torch.float64, device=flat_probs.device)
@@ -114,12 +119,17 @@ def representative_indices(flat_probs: torch.Tensor, segments: Segments, norms: 
     return segments.argmax(similarity)
 
 
-def representative_pixels(probs: Array, superpixels: Array) -> Array:
+def representative_pixels(
+    probs: Array, superpixels: Array, *, segments: Segments | None = None, predicted: Array | None = None
+) -> Array:
     """The diversified pixel pool: one ``(row, col)`` per superpixel id ``0..K-1`` (eqs. 4-6).
 
     Args:
         probs: ``(C, H, W)`` softmax probabilities.
         superpixels: ``(H, W)`` ids ``0..K-1``.
+        segments: ``Segments.from_map(superpixels)`` on ``probs``' device, when the caller has it.
+        predicted: ``(H, W)`` int64 class per pixel (:func:`class_argmax` of ``probs``), when the
+            caller has it.
 
     Returns:
         ``(K, 2)`` int64 ``(row, col)``, on ``probs``' device.
@@ -127,8 +137,10 @@ def representative_pixels(probs: Array, superpixels: Array) -> Array:
     check_probs(probs, superpixels)
     tensor = as_tensor(probs)
     flat = tensor.reshape(tensor.shape[0], -1)
-    segments = Segments.from_map(superpixels, tensor.device)
-    flat_index = representative_indices(flat, segments, column_norms(flat))
+    if segments is None:
+        segments = Segments.from_map(superpixels, tensor.device)
+    flat_predicted = None if predicted is None else as_tensor(predicted, tensor.device).reshape(-1)
+    flat_index = representative_indices(flat, segments, column_norms(flat), flat_predicted)
     width = superpixels.shape[1]
     return like(torch.stack([flat_index // width, flat_index % width], dim=1), probs)
 

@@ -245,7 +245,9 @@ def queries_within(seconds: np.ndarray, budget: float) -> int:
     return int(np.searchsorted(spent, budget + 1e-9, side="right"))
 
 
-def predicted_class_shares(predicted: Array, superpixels: Array, num_classes: int) -> np.ndarray:
+def predicted_class_shares(
+    predicted: Array, superpixels: Array, num_classes: int, segments: Segments | None = None
+) -> np.ndarray:
     """``(K, C)`` share of each superpixel's pixels the model predicts as each class (rows sum to 1).
 
     Counted on ``predicted``'s device (numpy: the CPU); only the ``(K, C)`` shares come back.
@@ -254,11 +256,14 @@ def predicted_class_shares(predicted: Array, superpixels: Array, num_classes: in
         predicted: ``(H, W)`` int, the model's class per pixel, in ``0..num_classes-1``.
         superpixels: ``(H, W)`` int ids ``0..K-1``, each covering at least one pixel.
         num_classes: ``C``.
+        segments: ``Segments.from_map(superpixels)`` on ``predicted``'s device, when the caller has it.
     """
     if tuple(predicted.shape) != tuple(superpixels.shape):
         raise ValueError(f"predicted is {tuple(predicted.shape)} but superpixels is {tuple(superpixels.shape)}")
     classes = as_tensor(predicted).reshape(-1)
-    counts = Segments.from_map(superpixels, classes.device).class_counts(classes, num_classes).to(torch.float64)
+    if segments is None:
+        segments = Segments.from_map(superpixels, classes.device)
+    counts = segments.class_counts(classes, num_classes).to(torch.float64)
     return to_host(counts / counts.sum(dim=1, keepdim=True))
 
 

@@ -121,7 +121,11 @@ def choose_queries(
         superpixels = images.superpixels(key)
         labels = images.labels(key)
         superpixel_map, label_map = as_tensor(superpixels, probs.device), as_tensor(labels, probs.device)
-        representatives[key] = to_host(representative_pixels(probs, superpixel_map))
+        segments = Segments.from_map(superpixel_map)
+        predicted = class_argmax(probs.reshape(probs.shape[0], -1)).reshape(label_map.shape)
+        representatives[key] = to_host(
+            representative_pixels(probs, superpixel_map, segments=segments, predicted=predicted)
+        )
         scores = score_superpixels(
             acquisition,
             probs,
@@ -134,6 +138,8 @@ def choose_queries(
             class_weights=class_weights,
             class_prior=prior,
             nu=settings.pixbal_nu,
+            segments=segments,
+            predicted=predicted,
         )
         scores = to_host(scores)
         labelled = label_map != IGNORE_INDEX
@@ -143,10 +149,9 @@ def choose_queries(
         closed = asked[key] | {s for image, s in claimed if image == key}
         is_open[[s for s in sorted(closed) if s < scores.size]] = False  # ids of older superpixels may be gone
         ids = np.flatnonzero(is_open)
-        predicted = class_argmax(probs.reshape(probs.shape[0], -1)).reshape(label_map.shape)
-        shares = predicted_class_shares(predicted, superpixel_map, probs.shape[0])
+        shares = predicted_class_shares(predicted, superpixel_map, probs.shape[0], segments)
         predicted_counts = (shares > 0).sum(axis=1)
-        multiclass = _asks_multiclass(settings, cost_model, shares, predicted, label_map, superpixel_map)
+        multiclass = _asks_multiclass(settings, cost_model, shares, predicted, label_map, segments)
         parts.append((np.full(ids.size, image_index), ids, scores[ids], predicted_counts[ids], multiclass[ids]))
         for index in targets.get(key, []):
             audit_queries[index] = _audit_query(audits[index], probs, predicted, labels, superpixels, audit_rng)
@@ -170,17 +175,16 @@ def _asks_multiclass(
     shares: np.ndarray,
     predicted: torch.Tensor,
     labels: torch.Tensor,
-    superpixels: torch.Tensor,
+    segments: Segments,
 ) -> np.ndarray:
     """``(K,)`` bool: which superpixels of one image the method would ask a multi-class query.
 
-    ``shares`` is ``(K, C)``, each superpixel's predicted class shares; ``predicted``,
-    ``labels`` and ``superpixels`` the image's ``(H, W)`` maps on the model's device.
+    ``shares`` is ``(K, C)``, each superpixel's predicted class shares; ``predicted`` and
+    ``labels`` the image's ``(H, W)`` maps and ``segments`` its superpixels, on the model's device.
     """
     count = shares.shape[0]
     if settings.query != "auto":
         return np.full(count, settings.query == "multiclass")
-    segments = Segments.from_map(superpixels)
     agreement = to_host(segments.mean((labels.to(torch.int64) == predicted).reshape(-1)))
     return prefer_multiclass(shares, agreement, cost_model, settings.multiclass_accuracy)
 

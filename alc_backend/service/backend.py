@@ -29,7 +29,7 @@ from alc_backend.labelstudio.payloads import brush_results, validate_results
 from alc_backend.service.addresses import same_address
 from alc_backend.service.notes import MemoryNotes, RedisNotes, WorkNotes
 from alc_backend.service.project_work import UNCERTAINTY_SAMPLING, ProjectWork, rank_score
-from alc_backend.service.report import project_report
+from alc_backend.service.report import report_from_records
 from alc_backend.service.rounds import answer_progress, answer_seconds_status, corrector_status
 from alc_backend.service.settings import BackendSettings
 from alc_backend.service.workspace import (
@@ -335,9 +335,15 @@ class Backend:
         return sorted(found)
 
     def _project_health(self, project: int) -> dict[str, Any]:
+        """One project's part of /health; each of its workspace's files is read once."""
         workspace = self.workspace(project)
         state = workspace.state()
         tasks = workspace.tasks()
+        corrections = workspace.corrections()
+        queries = workspace.queries()
+        answers = workspace.answers()
+        round_notes = workspace.round_notes()
+        correctors = self.settings.round.correctors
         return {
             "query_project": state.query_project,
             "prepared": state.prepared,
@@ -347,10 +353,10 @@ class Backend:
             "tasks": len(tasks),
             "task_errors": {str(t): r.error for t, r in tasks.items() if r.error},
             "errors": self._errors_of(project),
-            "correctors": corrector_status(workspace, self.settings.round.correctors),
-            "answer_seconds": answer_seconds_status(workspace, self.settings.cost_min_answers),
-            "answers": answer_progress(workspace, state.round),
-            "report": project_report(workspace),
+            "correctors": corrector_status(answers, queries, corrections, round_notes, correctors),
+            "answer_seconds": answer_seconds_status(answers, queries, self.settings.cost_min_answers),
+            "answers": answer_progress(answers, queries, state.round),
+            "report": report_from_records(answers, queries, corrections, state.class_names),
         }
 
     # --- protocol: /webhook ------------------------------------------------------------------

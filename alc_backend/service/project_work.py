@@ -309,7 +309,7 @@ class ProjectWork:
         compose_tasks(workspace, answered | drawn)
         state = workspace.state()
         if annotations:
-            progress = answer_progress(workspace, state.round)
+            progress = answer_progress(workspace.answers(), workspace.queries(), state.round)
             logger.info(
                 "project %s: answers: %d received; round %d: %d of %d queries answered",
                 project,

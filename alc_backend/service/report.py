@@ -1,7 +1,7 @@
 """Where a project stands, for people: answers over time, corrections per round, label changes per class.
 
-:func:`project_report` reads a workspace's records (answers, queries, the correction journal)
-and returns a JSON-friendly summary; ``/health`` serves it per project and ``alc-backend report``
+:func:`report_from_records` sums up a workspace's records (answers, queries, the correction
+journal) in a JSON-friendly form; ``/health`` serves it per project and ``alc-backend report``
 draws it (:mod:`alc_backend.service.report_plot`). Nothing here talks to Label Studio: the
 answers are those the backend has read back from it.
 """
@@ -17,17 +17,10 @@ import numpy as np
 from alc_backend import IGNORE_INDEX
 from alc_backend.engine.corrections import AutoCorrection
 from alc_backend.service.answers import live_answers
-from alc_backend.service.workspace import AnswerRecord, QueryRecord, Workspace
+from alc_backend.service.workspace import AnswerRecord, QueryRecord
 
 MAX_TIME_POINTS = 200
 """The most ``(time, answers)`` points ``answers_over_time`` holds; more answers are thinned evenly."""
-
-
-def project_report(workspace: Workspace) -> dict[str, Any]:
-    """The report of one project's workspace (see :func:`report_from_records`)."""
-    return report_from_records(
-        workspace.answers(), workspace.queries(), workspace.corrections(), workspace.state().class_names
-    )
 
 
 def report_from_records(

@@ -14,7 +14,7 @@ model yet) it waits, and the region keeps its labels.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,7 +26,6 @@ from alc_backend.engine.pseudo_labels import majority_per_superpixel
 from alc_backend.engine.query_cost import (
     PAPER_COST_MODEL,
     CostModel,
-    TimedAnswer,
     cost_summary,
     measured_cost_model,
 )
@@ -37,7 +36,7 @@ from alc_backend.rounds.queries import QueryChoice, choose_queries
 from alc_backend.rounds.settings import RoundSettings
 from alc_backend.rounds.training import model_config, probabilities, train_round_model
 from alc_backend.service.answers import answered_queries, compose_labels, live_answers, timed_answers
-from alc_backend.service.workspace import QueryRecord, Workspace
+from alc_backend.service.workspace import AnswerRecord, QueryRecord, Workspace
 from alc_backend.training.checkpoint import load_checkpoint, save_checkpoint
 from alc_backend.training.device import pick_device
 from alc_backend.training.trainer import MixedRegions
@@ -345,21 +344,26 @@ def load_workspace_model(workspace: Workspace, settings: RoundSettings) -> torch
     return model
 
 
-def corrector_status(workspace: Workspace, correctors: Sequence[str]) -> dict[str, dict[str, object]]:
-    """Per corrector of the method: its corrections and what its audits showed.
+def corrector_status(
+    answers: Mapping[int, AnswerRecord],
+    queries: Mapping[int, QueryRecord],
+    journal: Sequence[AutoCorrection],
+    notes: Mapping[str, Mapping[str, Any]],
+    correctors: Sequence[str],
+) -> dict[str, dict[str, object]]:
+    """For /health: per corrector of the method, its corrections and what its audits showed.
 
+    Computed from a workspace's records: its ``answers``, ``queries``, correction ``journal``
+    and round ``notes`` (:meth:`~alc_backend.service.workspace.Workspace.round_notes`).
     ``corrections``/``corrected_pixels`` count the changes written; ``audited``/``confirmed``/
     ``precision`` add up every answered audit so far; the last ended round's notes give the
     classes it wrote then (``trusted_classes``) and, if it abstained, why (``abstained``).
     """
-    journal = workspace.corrections()
-    queries = workspace.queries()
     audits = [
         (queries[task], record.answer)
-        for task, record in live_answers(workspace.answers()).items()
+        for task, record in live_answers(answers).items()
         if task in queries and queries[task].kind == "audit" and record.classes
     ]
-    notes = workspace.round_notes()
     last = notes[max(notes, key=int)] if notes else {}
     status: dict[str, dict[str, object]] = {}
     for corrector in correctors:
@@ -382,25 +386,26 @@ def corrector_status(workspace: Workspace, correctors: Sequence[str]) -> dict[st
 def answer_cost_model(workspace: Workspace, min_answers: int) -> CostModel:
     """Seconds per query: the median of the annotators' measured times where ``min_answers`` of a kind
     and class count are in, the user study's table elsewhere."""
-    return measured_cost_model(_timed_answers(workspace), PAPER_COST_MODEL, min_answers)
+    return measured_cost_model(timed_answers(workspace.answers(), workspace.queries()), PAPER_COST_MODEL, min_answers)
 
 
-def answer_seconds_status(workspace: Workspace, min_answers: int) -> dict[str, dict[str, dict[str, Any]]]:
-    """For /health: per query kind and class count, the timed answers, their median and the seconds in use."""
-    return cost_summary(_timed_answers(workspace), PAPER_COST_MODEL, min_answers)
+def answer_seconds_status(
+    answers: Mapping[int, AnswerRecord], queries: Mapping[int, QueryRecord], min_answers: int
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """For /health: per query kind and class count, the timed ``answers`` to ``queries``, their
+    median and the seconds in use."""
+    return cost_summary(timed_answers(answers, queries), PAPER_COST_MODEL, min_answers)
 
 
-def answer_progress(workspace: Workspace, round_index: int) -> dict[str, int]:
-    """For /health: ``received``, the live answers in all (skips included); ``round_queries`` and
-    ``round_answered``, the queries of round ``round_index`` and how many of them have an answer."""
-    live = live_answers(workspace.answers())
-    in_round = [task for task, query in workspace.queries().items() if query.round == round_index]
+def answer_progress(
+    answers: Mapping[int, AnswerRecord], queries: Mapping[int, QueryRecord], round_index: int
+) -> dict[str, int]:
+    """For /health: ``received``, the live ``answers`` in all (skips included); ``round_queries`` and
+    ``round_answered``, the ``queries`` of round ``round_index`` and how many of them have an answer."""
+    live = live_answers(answers)
+    in_round = [task for task, query in queries.items() if query.round == round_index]
     return {
         "received": len(live),
         "round_queries": len(in_round),
         "round_answered": sum(task in live for task in in_round),
     }
-
-
-def _timed_answers(workspace: Workspace) -> list[TimedAnswer]:
-    return timed_answers(workspace.answers(), workspace.queries())
