@@ -65,7 +65,8 @@ def _install(venv: Path, show_progress: bool) -> None:
 def pip_install(python: Path, requirements: Sequence[str], on_package: Callable[[str], None] | None = None) -> None:
     """Run ``python -m pip install REQUIREMENTS``, calling ``on_package(name)`` as pip collects each package.
 
-    pip's own output is read line by line (its ``Collecting NAME`` lines give the progress); raises
+    pip's own output is read line by line: it names each package on a line ``Collecting NAME``
+    (from an index) or ``Processing PATH`` (a file, also from a ``file://`` index). Raises
     RuntimeError with the tail of that output when pip fails.
     """
     command = [str(python), "-m", "pip", "install", "--progress-bar", "off", *requirements]
@@ -74,12 +75,25 @@ def pip_install(python: Path, requirements: Sequence[str], on_package: Callable[
         assert process.stdout is not None
         for line in process.stdout:
             tail.append(line)
-            words = line.split()
-            if on_package is not None and len(words) >= 2 and words[0] == "Collecting":
-                on_package(words[1])
+            package = _package_named(line)
+            if on_package is not None and package is not None:
+                on_package(package)
     if process.returncode != 0:
         output = "".join(tail)[-OUTPUT_TAIL_CHARS:]
         raise RuntimeError(f"pip install {' '.join(requirements)} failed (exit {process.returncode}):\n{output}")
+
+
+def _package_named(line: str) -> str | None:
+    """The package a line of pip's output starts on (``Collecting six``, ``Processing /w/six-1.17.0-py3-none-any.whl``
+    -> ``six``), or None."""
+    words = line.split()
+    if len(words) < 2 or line[0].isspace():
+        return None
+    if words[0] == "Collecting":
+        return words[1]
+    if words[0] == "Processing":
+        return Path(words[1]).name.split("-")[0]
+    return None
 
 
 def _run(command: list[str], what: str) -> None:
