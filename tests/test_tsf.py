@@ -156,24 +156,32 @@ def test_tsf_learns_the_verified_classes_and_returns_the_teacher() -> None:
     assert (predicted == truth).mean() > 0.9
 
 
+FAST_ROUND = RoundSettings(epochs=1, image_size=32, batch_size=2, encoder="resnet18", encoder_weights="none")
+
+
+def simulated_round_images(folder: Path, num_images: int, seed: int) -> SimulationImages:
+    """A round's images on a new synthetic set of 32 px images, labelled by its pseudo-labels, none answered."""
+    dataset = make_synthetic(folder / "data", num_images, seed, size=32, val_fraction=0.0, progress=False)
+    LabelStore.from_pseudo_labels(folder / "run" / "labels", dataset, dataset.train_names)
+    source = SuperpixelSource(dataset, folder / "cache")
+    return SimulationImages(dataset, source, dataset.train_names, folder / "run")
+
+
 @pytest.mark.slow
 def test_a_round_with_the_tsf_trainer_learns_from_the_answered_pixels_and_keeps_the_teacher(tmp_path: Path) -> None:
-    dataset = make_synthetic(tmp_path / "data", 3, 2, size=32, val_fraction=0.0, progress=False)
-    LabelStore.from_pseudo_labels(tmp_path / "run" / "labels", dataset, dataset.train_names)
-    source = SuperpixelSource(dataset, tmp_path / "cache")
-    images = SimulationImages(dataset, source, dataset.train_names, tmp_path / "run")
-    name = dataset.train_names[1]
+    images = simulated_round_images(tmp_path, 3, 2)
+    keys = list(images.keys())
+    name = keys[1]
     region = images.superpixels(name) == 0
     row, col = (int(v[0]) for v in region.nonzero())
     images.answer([(Query(name, 0, row, col, 1, 1, flat_runs(region)), (2,))], {})
 
-    samples = VerifiedTrainingImages(images, dataset.train_names)
+    samples = VerifiedTrainingImages(images, keys)
     assert [bool(samples[index][2].any()) for index in range(3)] == [False, True, False]
     np.testing.assert_array_equal(samples[1][2], region)
     np.testing.assert_array_equal(samples[1][1], images.labels(name))
 
-    fast = RoundSettings(epochs=1, image_size=32, batch_size=2, encoder="resnet18", encoder_weights="none")
-    fast = fast.replace(device="cpu")
+    fast = FAST_ROUND.replace(device="cpu")
     teacher = train_round_model(images, fast.replace(trainer="tsf"))
     assert not any(parameter.requires_grad for parameter in teacher.parameters())
     supervised = train_round_model(images, fast)
@@ -182,12 +190,8 @@ def test_a_round_with_the_tsf_trainer_learns_from_the_answered_pixels_and_keeps_
 
 @pytest.mark.slow
 def test_before_any_answer_the_tsf_trainer_trains_supervised_on_the_current_labels(tmp_path: Path) -> None:
-    dataset = make_synthetic(tmp_path / "data", 2, 3, size=32, val_fraction=0.0, progress=False)
-    LabelStore.from_pseudo_labels(tmp_path / "run" / "labels", dataset, dataset.train_names)
-    source = SuperpixelSource(dataset, tmp_path / "cache")
-    images = SimulationImages(dataset, source, dataset.train_names, tmp_path / "run")
-    fast = RoundSettings(epochs=1, image_size=32, batch_size=2, encoder="resnet18", encoder_weights="none")
-    fast = fast.replace(device="cpu")
+    images = simulated_round_images(tmp_path, 2, 3)
+    fast = FAST_ROUND.replace(device="cpu")
     tsf = train_round_model(images, fast.replace(trainer="tsf")).state_dict()
     supervised = train_round_model(images, fast).state_dict()
     assert tsf.keys() == supervised.keys()
