@@ -101,7 +101,6 @@ def personal_access_token(url: str, username: str, password: str) -> str:
 
 def test_the_step_by_step_guide_runs_as_written(tmp_path: Path) -> None:
     label_studio_port, backend_port = str(free_port()), str(free_port())
-
     backend_url = f"http://127.0.0.1:{backend_port}"
 
     def filled(command: str, token: str = "") -> str:
@@ -129,8 +128,9 @@ def test_the_step_by_step_guide_runs_as_written(tmp_path: Path) -> None:
         url = f"http://localhost:{label_studio_port}"
         eventually(lambda: answers(f"{url}/health", lambda body: True), "Label Studio to start", START_TIMEOUT_S)
         assert studio.poll() is None
-        username = re.search(r"--username (\S+)", step_1).group(1)  # type: ignore[union-attr]
-        token = personal_access_token(url, username, PASSWORD)
+        login = re.search(r"--username (\S+)", step_1)
+        assert login is not None, step_1
+        token = personal_access_token(url, login.group(1), PASSWORD)
 
         # 2. Start the backend.
         step_2 = filled(block("alc-backend serve"), token)
